@@ -1,0 +1,1 @@
+"""Admin endpoints: rejected messages, the outbox, hosted accounts."""

@@ -1,0 +1,92 @@
+"""The node's FastAPI application: routers, error mapping, body limit, health endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import func, text
+from sqlmodel import Session, select
+
+from account.admin import views as admin_views
+from account.context import NodeContext
+from account.delegations import views as delegation_views
+from account.http_errors import BodySizeLimit, install_error_handlers
+from account.links import views as link_views
+from account.messaging.models import OutboxMessage, RejectedInbound
+from account.node import NodeRuntime
+from account.tickets import views as ticket_views
+from account.users import views as user_views
+
+
+def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
+    """The HTTP API of one node; ``runtime`` (transport, relay, consumer) runs with it."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if runtime is not None:
+                await runtime.stop()
+
+    app = FastAPI(
+        title=f"Tix node {ctx.account_id}",
+        version="1",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.ctx = ctx
+    app.state.runtime = runtime
+    for module in (user_views, ticket_views, delegation_views, link_views, admin_views):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=ctx.settings.max_body_bytes)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "account": ctx.account_id}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz() -> JSONResponse:
+        checks = {"database": "up", "broker": ctx.status.get("broker", "none")}
+        try:
+            with Session(ctx.engine) as session:
+                session.exec(select(text("1"))).one()
+        except Exception:
+            checks["database"] = "down"
+        ready = checks["database"] == "up" and checks["broker"] in ("up", "none")
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def metrics() -> str:
+        with Session(ctx.engine) as session:
+            outbox = dict(
+                session.exec(
+                    select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
+                ).all()
+            )
+            rejected = dict(
+                session.exec(
+                    select(RejectedInbound.reason, func.count()).group_by(RejectedInbound.reason)
+                ).all()
+            )
+        lines = []
+        for state, count in sorted(outbox.items()):
+            lines.append(f'tix_outbox_messages{{state="{state}"}} {count}')
+        for reason, count in sorted(rejected.items()):
+            lines.append(f'tix_messages_rejected_total{{reason="{reason}"}} {count}')
+        if runtime is not None:
+            for outcome, count in sorted(runtime.counters.items()):
+                lines.append(f'tix_messages_in_total{{outcome="{outcome}"}} {count}')
+            lines.append(f"tix_messages_out_total {runtime.relay.published}")
+        up = 1 if ctx.status.get("broker") == "up" else 0
+        lines.append(f"tix_broker_up {up}")
+        return "\n".join(lines) + "\n"
+
+    return app

@@ -1,0 +1,70 @@
+"""Building a node from its settings: key file, database, identity, transport, app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from account.config import Settings, load_secret
+from account.context import Identity, NodeContext
+from account.db import create_tables, make_engine
+from account.users import service as user_service
+from exchange.signing import generate_key, load_key_file, write_key_file
+from exchange.transport import Transport
+
+
+def ensure_key(path: Path) -> bool:
+    """Create the account's Ed25519 key file (0600) if there is none; return whether it did."""
+    if path.exists():
+        return False
+    write_key_file(path, generate_key())
+    return True
+
+
+def init_node(settings: Settings, *, admin: str, password: str) -> Identity:
+    """Create the data directory, key, tables and first admin; safe to run twice."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_key(settings.key_path)
+    engine = make_engine(settings.db_url)
+    create_tables(engine)
+    with Session(engine) as session:
+        user_service.ensure_admin(session=session, username=admin, password=password)
+        session.commit()
+    load_secret(settings)
+    engine.dispose()
+    return load_identity(settings)
+
+
+def load_identity(settings: Settings) -> Identity:
+    return Identity(
+        account_id=settings.account_id,
+        label=settings.label,
+        key=load_key_file(settings.key_path),
+    )
+
+
+def build_context(settings: Settings, engine: Engine | None = None) -> NodeContext:
+    """The node context of an initialised node (``tix node init`` ran before)."""
+    engine = engine or make_engine(settings.db_url)
+    create_tables(engine)
+    return NodeContext(
+        settings=settings,
+        engine=engine,
+        identity=load_identity(settings),
+        secret=load_secret(settings),
+    )
+
+
+def build_transport(settings: Settings, broker: object | None = None) -> Transport:
+    """The transport the settings ask for; ``broker`` is the shared in-process broker, if any."""
+    if settings.transport == "inprocess":
+        from exchange.inprocess import InProcessBroker, InProcessTransport
+
+        if not isinstance(broker, InProcessBroker):
+            raise ValueError("the in-process transport needs a broker shared by the nodes")
+        return InProcessTransport(broker)
+    from exchange.amqp import AmqpTransport
+
+    return AmqpTransport(settings.amqp_url)

@@ -1,0 +1,232 @@
+"""The ``tix`` command: run a node, manage keys and links, inspect dead letters, run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session, col, select
+
+from account.config import Settings
+
+app = typer.Typer(
+    help="Tix: a federated ticket exchange for B2B service chains.", no_args_is_help=True
+)
+node_app = typer.Typer(help="Set up and run an account node.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+link_app = typer.Typer(help="Partnership links.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Rejected and dead-lettered messages.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+app.add_typer(keys_app, name="keys")
+app.add_typer(link_app, name="link")
+app.add_typer(dlq_app, name="dlq")
+
+console = Console()
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@node_app.command("init")
+def node_init(
+    admin: Annotated[str, typer.Option(help="user name of the first admin")] = "admin",
+    password: Annotated[
+        str, typer.Option(help="password of the first admin", envvar="TIX_ADMIN_PASSWORD")
+    ] = "",
+) -> None:
+    """Create the database, the account's key pair and the first admin (safe to run twice)."""
+    from account.bootstrap import init_node
+
+    if len(password) < 8:
+        raise typer.BadParameter("give --password of at least 8 characters")
+    settings = _settings()
+    identity = init_node(settings, admin=admin, password=password)
+    console.print(
+        f"node [bold]{identity.account_id}[/] ready: kid {identity.kid}, "
+        f"database {settings.db_url.split('@')[-1]}, key {settings.key_path}"
+    )
+
+
+@node_app.command("serve")
+def node_serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Run the node: HTTP API, inbox consumer and outbox relay."""
+    import uvicorn
+
+    from account.app import create_app
+    from account.bootstrap import build_context, build_transport
+    from account.node import NodeRuntime
+
+    logging.basicConfig(level=os.environ.get("TIX_LOG_LEVEL", "INFO"))
+    settings = _settings()
+    if settings.transport == "inprocess":
+        raise typer.BadParameter(
+            "a served node talks to RabbitMQ; the in-process one is for tix demo"
+        )
+    ctx = build_context(settings)
+    runtime = NodeRuntime(ctx, build_transport(settings))
+    uvicorn.run(create_app(ctx, runtime), host=host, port=port, log_level="warning")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    out: Annotated[
+        Path | None, typer.Option(help="key file (default: TIX_KEY_FILE or data dir)")
+    ] = None,
+) -> None:
+    """Create an Ed25519 key file (mode 0600) and print its kid and public key."""
+    from account.bootstrap import ensure_key
+    from exchange.signing import kid_of, load_key_file, public_key_b64
+
+    path = out or _settings().key_path
+    created = ensure_key(path)
+    key = load_key_file(path)
+    state = "created" if created else "exists"
+    console.print(
+        f"{path} {state}: kid {kid_of(key.public_key())}, public key {public_key_b64(key)}"
+    )
+
+
+@link_app.command("invite")
+def link_invite(
+    days: Annotated[int, typer.Option(help="days the invitation stays valid")] = 7,
+    disclose: Annotated[str, typer.Option(help="named | anonymous | hidden")] = "named",
+    auto_accept: Annotated[bool, typer.Option(help="partner accepts offers automatically")] = False,
+    share_contacts: Annotated[bool, typer.Option(help="share requester contacts")] = False,
+    no_subdelegation: Annotated[bool, typer.Option(help="forbid sub-delegation")] = False,
+) -> None:
+    """Print a single-use invitation token for a downstream partner."""
+    from account.bootstrap import build_context
+    from account.links import service as link_service
+    from account.links.models import Contract, InvitationCreate
+
+    ctx = build_context(_settings())
+    contract = Contract(
+        disclose_subcontractors=disclose,  # type: ignore[arg-type]  # validated by pydantic
+        auto_accept=auto_accept,
+        share_requester_contacts=share_contacts,
+        allow_subdelegation=not no_subdelegation,
+    )
+    with Session(ctx.engine) as session:
+        _invitation, token = link_service.create_invitation(
+            session=session,
+            identity=ctx.identity,
+            invitation_in=InvitationCreate(contract=contract, expires_in_days=days),
+        )
+        session.commit()
+    typer.echo(token)
+
+
+@link_app.command("accept")
+def link_accept(token: Annotated[str, typer.Argument(help="the invitation token")]) -> None:
+    """Accept an upstream's invitation; the running node sends the acceptance."""
+    from account.bootstrap import build_context
+    from account.errors import AccountError
+    from account.links import service as link_service
+
+    ctx = build_context(_settings())
+    with Session(ctx.engine) as session:
+        try:
+            link = link_service.accept_invitation(
+                session=session, identity=ctx.identity, token=token
+            )
+        except AccountError as exc:
+            console.print(f"[red]cannot accept:[/] {exc.detail}")
+            raise typer.Exit(1) from exc
+        session.commit()
+        console.print(
+            f"linked to [bold]{link.peer_account}[/] (link {link.id}, kid {link.peer_kid})"
+        )
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show rejected inbound messages with their reasons."""
+    from account.bootstrap import build_context
+    from account.messaging.models import RejectedInbound
+    from exchange.clock import instant
+
+    ctx = build_context(_settings())
+    with Session(ctx.engine) as session:
+        rows = session.exec(
+            select(RejectedInbound).order_by(col(RejectedInbound.id).desc()).limit(limit)
+        ).all()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "received_at": instant(r.received_at),
+                        "reason": r.reason,
+                        "detail": r.detail,
+                        "message_id": r.message_id,
+                        "from": r.from_account,
+                        "type": r.type,
+                        "size": r.size,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table(title=f"rejected messages of {ctx.account_id}")
+    for column in ("received", "reason", "detail", "from", "type", "message id"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            instant(r.received_at),
+            r.reason,
+            r.detail[:60],
+            r.from_account or "",
+            r.type or "",
+            r.message_id or "",
+        )
+    console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(limit: Annotated[int, typer.Option()] = 100) -> None:
+    """Move dead-lettered messages of this account back into its inbox on the broker."""
+    from exchange.amqp import AmqpTransport
+
+    settings = _settings()
+
+    async def run() -> int:
+        transport = AmqpTransport(settings.amqp_url)
+        await transport.connect()
+        try:
+            return await transport.replay_dead(settings.account_id, limit=limit)
+        finally:
+            await transport.close()
+
+    console.print(f"replayed {asyncio.run(run())} message(s) into tix.inbox.{settings.account_id}")
+
+
+@app.command("demo")
+def demo(
+    levels: Annotated[int, typer.Option(min=2, max=6, help="companies in the chain")] = 4,
+    serve: Annotated[bool, typer.Option(help="keep the nodes up afterwards")] = False,
+    transport: Annotated[str, typer.Option(help="auto | amqp | inprocess")] = "auto",
+) -> None:
+    """Run a delegation chain end to end on this machine and print it with its timings."""
+    from account.demo import run_demo
+
+    raise typer.Exit(asyncio.run(run_demo(levels=levels, serve=serve, transport=transport)))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,79 @@
+"""Settings of one account node, from ``TIX_*`` environment variables."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ACCOUNT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+class Settings(BaseSettings):
+    """Configuration of a node; built once at start and passed in, never read at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="TIX_", extra="ignore")
+
+    account_id: str = "acme"
+    display_name: str = ""
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    transport: Literal["amqp", "inprocess"] = "amqp"
+    key_file: Path | None = None
+    secret: SecretStr | None = None
+    access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    invitation_days: int = Field(default=7, ge=1, le=90)
+    max_clock_skew_seconds: int = Field(default=300, ge=0, le=3600)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    relay_poll_seconds: float = Field(default=0.5, gt=0)
+    relay_max_backoff_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("account_id")
+    @classmethod
+    def _account_id(cls, value: str) -> str:
+        if not ACCOUNT_ID_RE.match(value):
+            raise ValueError("account id must match ^[a-z0-9][a-z0-9-]{1,62}$")
+        return value
+
+    @property
+    def db_url(self) -> str:
+        """SQLAlchemy URL: ``TIX_DATABASE_URL`` or SQLite under the data directory."""
+        url = self.database_url or f"sqlite:///{self.data_dir / (self.account_id + '.db')}"
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    @property
+    def key_path(self) -> Path:
+        return self.key_file or self.data_dir / f"{self.account_id}.key"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.data_dir / f"{self.account_id}.secret"
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.account_id
+
+
+def load_secret(settings: Settings) -> bytes:
+    """The HMAC secret for user tokens: ``TIX_SECRET`` or a generated file (0600) in data_dir."""
+    if settings.secret is not None:
+        value = settings.secret.get_secret_value().encode()
+        if len(value) < 32:
+            raise ValueError("TIX_SECRET must be at least 32 bytes")
+        return value
+    path = settings.secret_path
+    if not path.exists():
+        import os
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()

@@ -1,0 +1,1 @@
+"""Delegations: a ticket offered to a linked partner, and everything that follows from it."""

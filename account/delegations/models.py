@@ -1,0 +1,49 @@
+"""The delegation table: one row on each end of an offered ticket, same ``delegation_id``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as ApiField
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from exchange.clock import utcnow
+
+
+class Delegation(SQLModel, table=True):
+    """``role`` is ``out`` on the upstream (we offered it) and ``in`` on the downstream."""
+
+    __table_args__ = (UniqueConstraint("account_id", "delegation_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    delegation_id: str = Field(index=True, max_length=36)
+    account_id: str = Field(index=True, max_length=63)
+    role: str = Field(max_length=3)
+    link_id: str = Field(foreign_key="link.id", index=True, max_length=36)
+    peer_account: str = Field(max_length=63)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    state: str = Field(default="offered", index=True, max_length=20)
+    remote_status: str | None = Field(default=None, max_length=20)
+    remote_ref: str | None = Field(default=None, max_length=60)
+    note: str = Field(default="", max_length=20_000)
+    reason: str | None = Field(default=None, max_length=500)
+    resolution: str | None = Field(default=None, max_length=20_000)
+    subtree: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    seq_out: int = 0
+    seq_in: int = 0
+    offered_at: datetime = Field(default_factory=utcnow)
+    accepted_at: datetime | None = None
+    declined_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DelegationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    partner: str = ApiField(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    note: str = ApiField(default="", max_length=20_000)

@@ -1,0 +1,650 @@
+"""Delegations on both ends of a link: offer, accept, decline, status roll-up, recall, rework.
+
+Every operation changes local tables and writes the envelopes it causes into the outbox in the
+caller's transaction. ``apply_*`` functions are the receiving half: they run inside the inbox's
+transaction after every receiver check passed, and raise ``RejectedMessage`` for a message that
+is well-formed and authentic but makes no sense here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from account.context import Identity
+from account.delegations import chain
+from account.delegations.models import Delegation, DelegationCreate
+from account.errors import Conflict, Invalid, NotFound
+from account.links import service as link_service
+from account.links.models import Contract, Link
+from account.messaging import outbox
+from account.tickets import service as ticket_service
+from account.tickets import states
+from account.tickets.models import CommentCreate, ContactIn, ServiceObjectIn, Ticket, TicketCreate
+from exchange.clock import instant, parse_instant, utcnow
+from exchange.errors import RejectedMessage
+from schemas import messages as m
+
+# -- queries ------------------------------------------------------------------------------------
+
+
+def outgoing(*, session: Session, ticket: Ticket) -> list[Delegation]:
+    statement = select(Delegation).where(
+        Delegation.ticket_id == ticket.id, Delegation.role == "out"
+    )
+    return list(session.exec(statement.order_by(col(Delegation.offered_at))).all())
+
+
+def incoming(*, session: Session, ticket: Ticket) -> Delegation | None:
+    statement = select(Delegation).where(Delegation.ticket_id == ticket.id, Delegation.role == "in")
+    return session.exec(statement).first()
+
+
+def get(*, session: Session, account_id: str, delegation_id: str) -> Delegation:
+    row = session.exec(
+        select(Delegation).where(
+            Delegation.account_id == account_id, Delegation.delegation_id == delegation_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound("delegation not found")
+    return row
+
+
+def _link(session: Session, delegation: Delegation) -> Link:
+    link = session.get(Link, delegation.link_id)
+    if link is None:
+        raise NotFound("link not found")
+    return link
+
+
+def _send(
+    *,
+    session: Session,
+    identity: Identity,
+    delegation: Delegation,
+    message_type: str,
+    body: Any,
+    require_active: bool = True,
+) -> None:
+    link = _link(session, delegation)
+    if require_active and link.state != "active":
+        raise Conflict(f"the link to {link.peer_account} is {link.state}")
+    delegation.seq_out += 1
+    delegation.updated_at = utcnow()
+    session.add(delegation)
+    outbox.enqueue(
+        session=session,
+        identity=identity,
+        to=delegation.peer_account,
+        link_id=delegation.link_id,
+        message_type=message_type,
+        subject=delegation.delegation_id,
+        seq=delegation.seq_out,
+        body=body,
+    )
+
+
+# -- upstream side ------------------------------------------------------------------------------
+
+
+def delegate(
+    *,
+    session: Session,
+    identity: Identity,
+    ticket: Ticket,
+    delegation_in: DelegationCreate,
+    actor: str,
+) -> Delegation:
+    """Offer the ticket to a linked downstream partner."""
+    if ticket.status in states.TERMINAL_TICKET or ticket.status in ("offered", "resolved"):
+        raise Conflict(f"a {ticket.status} ticket cannot be delegated")
+    upstream = incoming(session=session, ticket=ticket)
+    if upstream is not None:
+        contract = Contract.model_validate(_link(session, upstream).contract)
+        if not contract.allow_subdelegation:
+            raise Conflict("the contract with your upstream does not allow sub-delegation")
+    link = link_service.active_link_to(
+        session=session,
+        account_id=identity.account_id,
+        partner=delegation_in.partner,
+        direction="downstream",
+    )
+    for existing in outgoing(session=session, ticket=ticket):
+        if existing.peer_account == link.peer_account and existing.state in (
+            states.OPEN_DELEGATION_STATES
+        ):
+            raise Conflict(f"already delegated to {link.peer_account}")
+    contract = Contract.model_validate(link.contract)
+    if contract.categories and ticket.category not in contract.categories:
+        raise Invalid(f"the contract with {link.peer_account} does not cover this category")
+    assert ticket.id is not None
+    delegation = Delegation(
+        delegation_id=str(uuid.uuid4()),
+        account_id=identity.account_id,
+        role="out",
+        link_id=link.id,
+        peer_account=link.peer_account,
+        ticket_id=ticket.id,
+        state="offered",
+        note=delegation_in.note,
+    )
+    session.add(delegation)
+    session.flush()
+    requester = None
+    if contract.share_requester_contacts and ticket.requester:
+        requester = m.Contact.model_validate(ticket.requester)
+    service_object = m.ServiceObject.model_validate(ticket.service_object or {})
+    snapshot = m.TicketSnapshot(
+        ref=ticket.number,
+        title=ticket.title,
+        description=ticket.description,
+        priority=ticket.priority,  # type: ignore[arg-type]  # validated by the table's API model
+        category=ticket.category,
+        service_object=service_object if ticket.service_object else None,
+        requester=requester,
+        created_at=instant(ticket.created_at),
+    )
+    _send(
+        session=session,
+        identity=identity,
+        delegation=delegation,
+        message_type="delegation.offer",
+        body=m.DelegationOffer(
+            ticket=snapshot,
+            chain_id=ticket.chain_id,
+            depth=ticket.depth + 1,
+            note=delegation_in.note,
+        ),
+    )
+    ticket_service.record(
+        session=session,
+        ticket=ticket,
+        kind="delegated",
+        actor=actor,
+        detail={"partner": link.peer_account, "delegation_id": delegation.delegation_id},
+    )
+    if ticket.status == "new":
+        ticket_service.set_status(session=session, ticket=ticket, target="open", actor=actor)
+    roll_up(session=session, identity=identity, ticket=ticket)
+    return delegation
+
+
+def recall(
+    *, session: Session, identity: Identity, delegation: Delegation, reason: str, actor: str
+) -> None:
+    if delegation.role != "out" or delegation.state not in states.OPEN_DELEGATION_STATES:
+        raise Conflict(f"a {delegation.state} delegation cannot be recalled")
+    delegation.state = "recalled"
+    delegation.reason = reason
+    delegation.closed_at = utcnow()
+    _send(
+        session=session,
+        identity=identity,
+        delegation=delegation,
+        message_type="delegation.recall",
+        body=m.DelegationRecall(reason=reason, recalled_at=instant(utcnow())),
+    )
+    _record_on_ticket(session, delegation, "recalled", actor, {"reason": reason})
+    roll_up(session=session, identity=identity, ticket=_ticket(session, delegation))
+
+
+def confirm(
+    *, session: Session, identity: Identity, delegation: Delegation, note: str, actor: str
+) -> None:
+    if delegation.role != "out" or delegation.state != "resolved":
+        raise Conflict(f"a {delegation.state} delegation cannot be confirmed")
+    delegation.state = "confirmed"
+    delegation.closed_at = utcnow()
+    _send(
+        session=session,
+        identity=identity,
+        delegation=delegation,
+        message_type="resolution.confirm",
+        body=m.ResolutionConfirm(note=note, confirmed_at=instant(utcnow())),
+    )
+    _record_on_ticket(session, delegation, "confirmed", actor, {})
+    roll_up(session=session, identity=identity, ticket=_ticket(session, delegation))
+
+
+def rework(
+    *, session: Session, identity: Identity, delegation: Delegation, reason: str, actor: str
+) -> None:
+    if delegation.role != "out" or delegation.state != "resolved":
+        raise Conflict(f"a {delegation.state} delegation cannot be returned for rework")
+    if not reason:
+        raise Invalid("a rework needs a reason")
+    delegation.state = "in_progress"
+    delegation.resolved_at = None
+    delegation.reason = reason
+    _send(
+        session=session,
+        identity=identity,
+        delegation=delegation,
+        message_type="resolution.rework",
+        body=m.ResolutionRework(reason=reason, requested_at=instant(utcnow())),
+    )
+    _record_on_ticket(session, delegation, "rework", actor, {"reason": reason})
+    roll_up(session=session, identity=identity, ticket=_ticket(session, delegation))
+
+
+def _ticket(session: Session, delegation: Delegation) -> Ticket:
+    return ticket_service.get_by_id(session=session, ticket_id=delegation.ticket_id)
+
+
+def _record_on_ticket(
+    session: Session, delegation: Delegation, kind: str, actor: str | None, detail: dict[str, Any]
+) -> None:
+    ticket = _ticket(session, delegation)
+    ticket_service.record(
+        session=session,
+        ticket=ticket,
+        kind=kind,
+        actor=actor,
+        detail={"delegation_id": delegation.delegation_id, "partner": delegation.peer_account}
+        | detail,
+    )
+
+
+# -- downstream side ----------------------------------------------------------------------------
+
+
+def accept(*, session: Session, identity: Identity, ticket: Ticket, actor: str) -> Delegation:
+    """Accept an incoming offer: the ticket opens and the upstream is told."""
+    delegation = incoming(session=session, ticket=ticket)
+    if delegation is None or ticket.status != "offered":
+        raise Conflict(f"a {ticket.status} ticket is not an open offer")
+    ticket_service.set_status(session=session, ticket=ticket, target="open", actor=actor)
+    delegation.state = "accepted"
+    delegation.accepted_at = utcnow()
+    _send(
+        session=session,
+        identity=identity,
+        delegation=delegation,
+        message_type="delegation.accept",
+        body=m.DelegationAccept(ref=ticket.number, accepted_at=instant(delegation.accepted_at)),
+    )
+    return delegation
+
+
+def decline(
+    *, session: Session, identity: Identity, ticket: Ticket, reason: str, actor: str
+) -> Delegation:
+    delegation = incoming(session=session, ticket=ticket)
+    if delegation is None or ticket.status != "offered":
+        raise Conflict(f"a {ticket.status} ticket is not an open offer")
+    ticket_service.set_status(
+        session=session, ticket=ticket, target="declined", note=reason, actor=actor
+    )
+    delegation.state = "declined"
+    delegation.declined_at = utcnow()
+    delegation.reason = reason
+    _send(
+        session=session,
+        identity=identity,
+        delegation=delegation,
+        message_type="delegation.decline",
+        body=m.DelegationDecline(reason=reason, declined_at=instant(delegation.declined_at)),
+    )
+    return delegation
+
+
+def change_status(
+    *, session: Session, identity: Identity, ticket: Ticket, target: str, note: str, actor: str
+) -> None:
+    """A local status change, rolled up to the upstream if the ticket came from one."""
+    if ticket.upstream_account and target in states.UPSTREAM_OWNED:
+        raise Conflict(f"only {ticket.upstream_account} can make this ticket {target}")
+    if ticket.status == "offered":
+        raise Conflict("accept or decline the offer first")
+    changed = ticket_service.set_status(
+        session=session, ticket=ticket, target=target, note=note, actor=actor
+    )
+    if changed:
+        roll_up(session=session, identity=identity, ticket=ticket, note=note)
+
+
+def subtree_for(*, session: Session, ticket: Ticket) -> list[dict[str, Any]]:
+    """Our outgoing delegations of this ticket with what each partner rolled up (undisclosed)."""
+    nodes = []
+    for d in outgoing(session=session, ticket=ticket):
+        view = chain.DelegationView(
+            id=d.delegation_id,
+            partner=d.peer_account,
+            partner_label=_link(session, d).peer_label or d.peer_account,
+            level=ticket.depth + 1,
+            state=d.state,
+            status=d.remote_status,
+            offered_at=d.offered_at,
+            accepted_at=d.accepted_at,
+            resolved_at=d.resolved_at,
+            subtree=list(d.subtree or []),
+        )
+        nodes.append(chain.node_of(view))
+    return nodes
+
+
+def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str = "") -> None:
+    """Tell our upstream our status and our subtree, as its link's contract discloses it."""
+    delegation = incoming(session=session, ticket=ticket)
+    if delegation is None or ticket.status == "offered":
+        return
+    if delegation.state in ("declined", "recalled"):
+        return
+    link = _link(session, delegation)
+    contract = Contract.model_validate(link.contract)
+    new_state = states.delegation_state_for(ticket.status, delegation.state)
+    if new_state != delegation.state:
+        delegation.state = new_state
+        if new_state == "resolved":
+            delegation.resolved_at = ticket.resolved_at or utcnow()
+    subtree = chain.disclose(
+        subtree_for(session=session, ticket=ticket), contract.disclose_subcontractors
+    )
+    _send(
+        session=session,
+        identity=identity,
+        delegation=delegation,
+        message_type="ticket.status",
+        body=m.TicketStatus.model_validate(
+            {
+                "ref": ticket.number,
+                "status": ticket.status,
+                "changed_at": instant(ticket.updated_at),
+                "resolution": ticket.resolution if ticket.status == "resolved" else None,
+                "note": note or None,
+                "subtree": subtree,
+            }
+        ),
+    )
+
+
+def comment(
+    *, session: Session, identity: Identity, ticket: Ticket, comment_in: CommentCreate, actor: str
+) -> None:
+    """A local comment; ``partner`` and ``public`` ones cross every open link of the ticket."""
+    created = ticket_service.add_comment(
+        session=session, ticket=ticket, comment_in=comment_in, author=actor
+    )
+    if created is None or comment_in.visibility == "internal":
+        return
+    body = m.TicketComment(
+        comment_id=created.comment_id,
+        author=actor,
+        body=created.body,
+        visibility=comment_in.visibility,
+        created_at=instant(created.created_at),
+    )
+    targets = outgoing(session=session, ticket=ticket)
+    upstream = incoming(session=session, ticket=ticket)
+    if upstream is not None:
+        targets.append(upstream)
+    for d in targets:
+        if d.state in states.OPEN_DELEGATION_STATES and _link(session, d).state == "active":
+            _send(
+                session=session,
+                identity=identity,
+                delegation=d,
+                message_type="ticket.comment",
+                body=body,
+            )
+
+
+# -- applying what partners send ------------------------------------------------------------------
+
+
+def apply_offer(
+    *, session: Session, identity: Identity, link: Link, subject: str, body: m.DelegationOffer
+) -> Delegation:
+    if link.direction != "upstream":
+        raise RejectedMessage("wrong_direction", "offers come from an upstream")
+    existing = session.exec(
+        select(Delegation).where(
+            Delegation.account_id == identity.account_id, Delegation.delegation_id == subject
+        )
+    ).first()
+    if existing is not None:
+        raise RejectedMessage("duplicate_subject", subject)
+    snap = body.ticket
+    ticket_in = TicketCreate(
+        title=snap.title,
+        description=snap.description,
+        priority=snap.priority,
+        category=snap.category,
+        service_object=ServiceObjectIn.model_validate(snap.service_object.model_dump())
+        if snap.service_object
+        else None,
+        requester=ContactIn.model_validate(snap.requester.model_dump()) if snap.requester else None,
+    )
+    ticket = ticket_service.create(
+        session=session,
+        account_id=identity.account_id,
+        ticket_in=ticket_in,
+        status="offered",
+        chain_id=body.chain_id,
+        depth=body.depth,
+        upstream=(link.peer_account, subject, snap.ref),
+    )
+    assert ticket.id is not None
+    delegation = Delegation(
+        delegation_id=subject,
+        account_id=identity.account_id,
+        role="in",
+        link_id=link.id,
+        peer_account=link.peer_account,
+        ticket_id=ticket.id,
+        state="offered",
+        remote_ref=snap.ref,
+        note=body.note,
+    )
+    session.add(delegation)
+    session.flush()
+    if Contract.model_validate(link.contract).auto_accept:
+        accept(session=session, identity=identity, ticket=ticket, actor="auto-accept")
+    return delegation
+
+
+def apply(
+    *,
+    session: Session,
+    identity: Identity,
+    delegation: Delegation,
+    message_type: str,
+    body: Any,
+) -> None:
+    """Apply a partner's message about an existing delegation (checks already passed)."""
+    handler = _APPLIERS.get((delegation.role, message_type))
+    if handler is None:
+        raise RejectedMessage(
+            "wrong_direction", f"{message_type} on a {delegation.role} delegation"
+        )
+    handler(session, identity, delegation, body)
+    delegation.updated_at = utcnow()
+    session.add(delegation)
+    session.flush()
+
+
+def _up_accept(
+    session: Session, identity: Identity, d: Delegation, body: m.DelegationAccept
+) -> None:
+    if d.state != "offered":
+        return
+    d.state = "accepted"
+    d.remote_ref = body.ref
+    d.remote_status = "open"
+    d.accepted_at = parse_instant(body.accepted_at)
+    ticket = _ticket(session, d)
+    _partner_event(session, ticket, d, "partner_accepted", {"ref": body.ref})
+    if ticket.status in ("new", "open", "reopened"):
+        ticket_service.set_status(
+            session=session, ticket=ticket, target="in_progress", actor=d.peer_account
+        )
+    roll_up(session=session, identity=identity, ticket=ticket)
+
+
+def _up_decline(
+    session: Session, identity: Identity, d: Delegation, body: m.DelegationDecline
+) -> None:
+    if d.state != "offered":
+        return
+    d.state = "declined"
+    d.remote_status = "declined"
+    d.reason = body.reason
+    d.declined_at = parse_instant(body.declined_at)
+    ticket = _ticket(session, d)
+    _partner_event(session, ticket, d, "partner_declined", {"reason": body.reason})
+    roll_up(session=session, identity=identity, ticket=ticket)
+
+
+def _up_status(session: Session, identity: Identity, d: Delegation, body: m.TicketStatus) -> None:
+    if d.state in ("declined", "recalled"):
+        return
+    previous = d.remote_status
+    d.remote_status = body.status
+    d.remote_ref = body.ref
+    if d.accepted_at is None and body.status not in ("offered", "declined"):
+        d.accepted_at = parse_instant(body.changed_at)
+    d.state = states.delegation_state_for(body.status, d.state)
+    if body.status == "resolved":
+        d.resolved_at = parse_instant(body.changed_at)
+        d.resolution = body.resolution
+    d.subtree = [node.model_dump(mode="json") for node in body.subtree]
+    ticket = _ticket(session, d)
+    if previous != body.status:
+        _partner_event(session, ticket, d, "partner_status", {"from": previous, "to": body.status})
+    roll_up(session=session, identity=identity, ticket=ticket)
+
+
+def _comment(session: Session, identity: Identity, d: Delegation, body: m.TicketComment) -> None:
+    ticket = _ticket(session, d)
+    ticket_service.add_comment(
+        session=session,
+        ticket=ticket,
+        comment_in=CommentCreate(body=body.body, visibility=body.visibility),
+        author=body.author,
+        source_account=d.peer_account,
+        comment_id=body.comment_id,
+        created_at=parse_instant(body.created_at),
+    )
+
+
+def _down_recall(
+    session: Session, identity: Identity, d: Delegation, body: m.DelegationRecall
+) -> None:
+    d.state = "recalled"
+    d.reason = body.reason
+    d.closed_at = utcnow()
+    ticket = _ticket(session, d)
+    ticket_service.set_status(
+        session=session,
+        ticket=ticket,
+        target="cancelled",
+        note=body.reason,
+        source_account=d.peer_account,
+        check=False,
+    )
+
+
+def _down_update(session: Session, identity: Identity, d: Delegation, body: m.TicketUpdate) -> None:
+    ticket = _ticket(session, d)
+    changed = {}
+    if body.title is not None and body.title != ticket.title:
+        ticket.title = changed["title"] = body.title
+    if body.priority is not None and body.priority != ticket.priority:
+        ticket.priority = changed["priority"] = body.priority
+    if body.addendum:
+        ticket.description = (ticket.description + "\n\n" + body.addendum).strip()[:20_000]
+        changed["addendum"] = body.addendum
+    if changed:
+        ticket.updated_at = utcnow()
+        session.add(ticket)
+        _partner_event(session, ticket, d, "partner_update", {"fields": sorted(changed)})
+
+
+def _down_confirm(
+    session: Session, identity: Identity, d: Delegation, body: m.ResolutionConfirm
+) -> None:
+    d.state = "confirmed"
+    d.closed_at = utcnow()
+    ticket = _ticket(session, d)
+    ticket_service.set_status(
+        session=session, ticket=ticket, target="closed", source_account=d.peer_account, check=False
+    )
+    roll_up(session=session, identity=identity, ticket=ticket)
+
+
+def _down_rework(
+    session: Session, identity: Identity, d: Delegation, body: m.ResolutionRework
+) -> None:
+    d.state = "in_progress"
+    d.resolved_at = None
+    d.reason = body.reason
+    ticket = _ticket(session, d)
+    ticket_service.set_status(
+        session=session,
+        ticket=ticket,
+        target="reopened",
+        note=body.reason,
+        source_account=d.peer_account,
+        check=False,
+    )
+    roll_up(session=session, identity=identity, ticket=ticket)
+
+
+def _partner_event(
+    session: Session, ticket: Ticket, d: Delegation, kind: str, detail: dict[str, Any]
+) -> None:
+    ticket_service.record(
+        session=session,
+        ticket=ticket,
+        kind=kind,
+        actor=d.peer_account,
+        source_account=d.peer_account,
+        level=ticket.depth + 1,
+        detail={"delegation_id": d.delegation_id} | detail,
+    )
+
+
+_APPLIERS: dict[tuple[str, str], Any] = {
+    ("out", "delegation.accept"): _up_accept,
+    ("out", "delegation.decline"): _up_decline,
+    ("out", "ticket.status"): _up_status,
+    ("out", "ticket.comment"): _comment,
+    ("in", "ticket.comment"): _comment,
+    ("in", "delegation.recall"): _down_recall,
+    ("in", "ticket.update"): _down_update,
+    ("in", "resolution.confirm"): _down_confirm,
+    ("in", "resolution.rework"): _down_rework,
+}
+
+# Messages whose body is state, gated by ``seq``; the others are idempotent by their own ids.
+STATEFUL_TYPES = frozenset(
+    {
+        "delegation.accept",
+        "delegation.decline",
+        "delegation.recall",
+        "ticket.update",
+        "ticket.status",
+        "resolution.confirm",
+        "resolution.rework",
+    }
+)
+
+
+def to_public(*, session: Session, delegation: Delegation) -> dict[str, Any]:
+    return {
+        "id": delegation.delegation_id,
+        "role": delegation.role,
+        "partner": delegation.peer_account,
+        "state": delegation.state,
+        "status": delegation.remote_status,
+        "ref": delegation.remote_ref,
+        "note": delegation.note,
+        "reason": delegation.reason,
+        "resolution": delegation.resolution,
+        "offered_at": instant(delegation.offered_at),
+        "accepted_at": instant(delegation.accepted_at) if delegation.accepted_at else None,
+        "resolved_at": instant(delegation.resolved_at) if delegation.resolved_at else None,
+    }

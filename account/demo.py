@@ -1,0 +1,333 @@
+"""``tix demo``: a delegation chain of several companies on one machine, end to end.
+
+Every company is a full node (its own database, key pair, HTTP API, inbox consumer and outbox
+relay) inside this one process, talking over RabbitMQ when ``TIX_AMQP_URL`` answers, else over
+the in-process transport. The demo drives them only through their HTTP APIs, as their
+dispatchers would: link, create, delegate down the chain, accept and work at every level,
+resolve at the leaf, confirm at the top; then it prints the chain and the time each hop took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import contextlib
+import secrets
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from account.app import create_app
+from account.bootstrap import build_context, build_transport, init_node
+from account.config import Settings
+from account.context import NodeContext
+from account.node import NodeRuntime
+from exchange.transport import Transport
+
+COMPANIES = [
+    ("acme", "ACME Vendor"),
+    ("northwind", "Northwind Services"),
+    ("southpole", "Southpole Field Ops"),
+    ("eastwood", "Eastwood Electric"),
+    ("westgate", "Westgate Cabling"),
+    ("lowland", "Lowland Repairs"),
+]
+PASSWORD = "demo-password"  # noqa: S105  (the demo's throw-away nodes, printed to the user)
+WAIT_SECONDS = 30.0
+
+console = Console()
+
+
+@dataclass
+class DemoNode:
+    account_id: str
+    label: str
+    ctx: NodeContext
+    runtime: NodeRuntime
+    client: httpx.AsyncClient
+    port: int = 0
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.client.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(
+                f"{self.account_id} {method} {path}: {response.status_code} {response.text}"
+            )
+        return response.json() if response.content else None
+
+
+async def _amqp_answers(url: str) -> bool:
+    from exchange.amqp import AmqpTransport
+
+    transport = AmqpTransport(url)
+    try:
+        await asyncio.wait_for(transport.connect(), timeout=3)
+    except Exception:
+        return False
+    await transport.close()
+    return True
+
+
+async def _eventually(what: str, probe: Callable[[], Awaitable[Any]]) -> Any:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        value = await probe()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+async def _login(node: DemoNode) -> None:
+    response = await node.client.post(
+        "/api/v1/auth/token", data={"username": "admin", "password": PASSWORD}
+    )
+    response.raise_for_status()
+    node.client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+
+async def run_demo(*, levels: int = 4, serve: bool = False, transport: str = "auto") -> int:
+    settings0 = Settings()
+    kind = transport
+    if kind == "auto":
+        kind = "amqp" if await _amqp_answers(settings0.amqp_url) else "inprocess"
+    if kind == "amqp":
+        console.print(f"transport: [bold]RabbitMQ[/] at {settings0.amqp_url.split('@')[-1]}")
+    else:
+        console.print("transport: [bold]in-process[/] (RabbitMQ did not answer at TIX_AMQP_URL)")
+    broker: object | None = None
+    if kind == "inprocess":
+        from exchange.inprocess import InProcessBroker
+
+        broker = InProcessBroker()
+    run = secrets.token_hex(2)
+    workdir = Path(tempfile.mkdtemp(prefix="tix-demo-"))
+    nodes: list[DemoNode] = []
+    transports: list[Transport] = []
+    try:
+        for account, label in COMPANIES[:levels]:
+            settings = Settings(
+                account_id=f"{account}-{run}",
+                display_name=label,
+                data_dir=workdir / account,
+                database_url="",
+                transport=kind,  # type: ignore[arg-type]
+                amqp_url=settings0.amqp_url,
+                relay_poll_seconds=0.2,
+            )
+            init_node(settings, admin="admin", password=PASSWORD)
+            ctx = build_context(settings)
+            tr = build_transport(settings, broker)
+            transports.append(tr)
+            runtime = NodeRuntime(ctx, tr)
+            app = create_app(ctx, runtime)
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=f"http://{account}.demo"
+            )
+            node = DemoNode(settings.account_id, label, ctx, runtime, client)
+            await runtime.start()
+            await _login(node)
+            nodes.append(node)
+        await _eventually(
+            "brokers", lambda: _all(n.ctx.status.get("broker") == "up" for n in nodes)
+        )
+        return await _play(nodes, serve=serve, workdir=workdir)
+    finally:
+        for node in nodes:
+            await node.runtime.stop()
+            await node.client.aclose()
+        if kind == "amqp":
+            await _cleanup_queues(settings0.amqp_url, [n.account_id for n in nodes])
+
+
+async def _all(values: Any) -> bool:
+    return all(values)
+
+
+async def _cleanup_queues(url: str, accounts: list[str]) -> None:
+    from exchange.amqp import AmqpTransport
+
+    transport = AmqpTransport(url)
+    with contextlib.suppress(Exception):
+        await transport.connect()
+        for account in accounts:
+            await transport.delete_inbox(account)
+    await transport.close()
+
+
+async def _play(nodes: list[DemoNode], *, serve: bool, workdir: Path) -> int:
+    started = time.monotonic()
+    stamps: dict[str, float] = {}
+
+    with console.status("linking the companies…"):
+        for up, down in itertools.pairwise(nodes):
+            invite = await up.call(
+                "POST",
+                "/api/v1/links/invitations",
+                json={"contract": {"disclose_subcontractors": "named"}},
+            )
+            await down.call("POST", "/api/v1/links/accept", json={"token": invite["token"]})
+
+            async def linked(up: DemoNode = up, down: DemoNode = down) -> bool:
+                links = await up.call("GET", "/api/v1/links")
+                return any(link["partner"] == down.account_id for link in links["items"])
+
+            await _eventually(f"link {up.account_id} → {down.account_id}", linked)
+    console.print(f"linked {len(nodes)} companies in a chain")
+
+    gc = nodes[0]
+    ticket = await gc.call(
+        "POST",
+        "/api/v1/tickets",
+        json={
+            "title": "ATM 0417 out of service",
+            "description": "Card reader fault reported by the branch.",
+            "priority": "high",
+            "category": "hardware",
+            "service_object": {
+                "site": "Branch 12",
+                "address": "1 Main St",
+                "equipment": "ATM 0417",
+            },
+            "requester": {"name": "Branch manager", "email": "branch12@client.example"},
+        },
+    )
+    numbers = [ticket["number"]]
+    stamps["created"] = time.monotonic()
+
+    with console.status("delegating down the chain…"):
+        for level, (up, down) in enumerate(itertools.pairwise(nodes), start=1):
+            await up.call(
+                "POST",
+                f"/api/v1/tickets/{numbers[-1]}/delegations",
+                json={"partner": down.account_id, "note": f"please handle (level {level})"},
+            )
+            stamps[f"offer{level}"] = time.monotonic()
+
+            async def offered(down: DemoNode = down) -> Any:
+                page = await down.call("GET", "/api/v1/tickets", params={"status": "offered"})
+                return page["items"][0] if page["items"] else None
+
+            incoming = await _eventually(f"offer at {down.account_id}", offered)
+            stamps[f"arrived{level}"] = time.monotonic()
+            await down.call("POST", f"/api/v1/tickets/{incoming['number']}/accept")
+            numbers.append(incoming["number"])
+
+    leaf = nodes[-1]
+    with console.status("working and resolving at the leaf…"):
+        await leaf.call(
+            "POST", f"/api/v1/tickets/{numbers[-1]}/status", json={"status": "in_progress"}
+        )
+        await leaf.call(
+            "POST",
+            f"/api/v1/tickets/{numbers[-1]}/comments",
+            json={"body": "Engineer on site, replacing the card reader.", "visibility": "partner"},
+        )
+        await leaf.call(
+            "POST",
+            f"/api/v1/tickets/{numbers[-1]}/status",
+            json={"status": "resolved", "note": "Card reader replaced, tested OK."},
+        )
+        stamps["leaf_resolved"] = time.monotonic()
+
+    with console.status("resolution travelling up…"):
+        for i in range(len(nodes) - 2, -1, -1):
+            node, number = nodes[i], numbers[i]
+
+            async def resolved_below(node: DemoNode = node, number: str = number) -> bool:
+                t = await node.call("GET", f"/api/v1/tickets/{number}")
+                return any(d["state"] == "resolved" for d in t["delegations"])
+
+            await _eventually(f"resolution at {node.account_id}", resolved_below)
+            if i > 0:
+                await node.call(
+                    "POST",
+                    f"/api/v1/tickets/{number}/status",
+                    json={"status": "resolved", "note": "Resolved by our subcontractor."},
+                )
+        stamps["gc_saw_resolved"] = time.monotonic()
+
+    with console.status("confirming from the top…"):
+        for i in range(len(nodes) - 1):
+            node, number = nodes[i], numbers[i]
+            t = await node.call("GET", f"/api/v1/tickets/{number}")
+            delegation = t["delegations"][0]
+            await node.call("POST", f"/api/v1/delegations/{delegation['id']}/confirm", json={})
+            below, below_number = nodes[i + 1], numbers[i + 1]
+
+            async def closed(below: DemoNode = below, below_number: str = below_number) -> bool:
+                t = await below.call("GET", f"/api/v1/tickets/{below_number}")
+                return bool(t["status"] == "closed")
+
+            await _eventually(f"confirmation at {below.account_id}", closed)
+        await gc.call("POST", f"/api/v1/tickets/{numbers[0]}/status", json={"status": "resolved"})
+        await gc.call("POST", f"/api/v1/tickets/{numbers[0]}/status", json={"status": "closed"})
+        stamps["confirmed"] = time.monotonic()
+
+    chain = await gc.call("GET", f"/api/v1/tickets/{numbers[0]}/chain")
+    _print_chain(chain, nodes)
+    _print_timings(stamps, nodes, started)
+    if serve:
+        await _serve(nodes, workdir)
+    return 0
+
+
+def _print_chain(chain: dict[str, Any], nodes: list[DemoNode]) -> None:
+    head = chain["ticket"]
+    tree = Tree(f"[bold]{head['number']}[/] at {nodes[0].label} — {head['status']} (level 0)")
+
+    def add(branch: Tree, items: list[dict[str, Any]]) -> None:
+        for d in items:
+            who = d["partner_label"] or d["partner"] or "undisclosed"
+            sub = branch.add(
+                f"level {d['level']}: [bold]{who}[/] — delegation {d['state']}, "
+                f"ticket {d['status']} (accepted {d['accepted_at'] or '-'}, "
+                f"resolved {d['resolved_at'] or '-'})"
+            )
+            add(sub, d["delegations"])
+
+    add(tree, chain["delegations"])
+    console.print(tree)
+
+
+def _print_timings(stamps: dict[str, float], nodes: list[DemoNode], started: float) -> None:
+    table = Table(title="time each hop took")
+    table.add_column("hop")
+    table.add_column("ms", justify="right")
+    for level in range(1, len(nodes)):
+        up, down = nodes[level - 1], nodes[level]
+        ms = (stamps[f"arrived{level}"] - stamps[f"offer{level}"]) * 1000
+        table.add_row(f"offer {up.account_id} → {down.account_id}", f"{ms:.1f}")
+    table.add_row(
+        "leaf resolved → GC sees it",
+        f"{(stamps['gc_saw_resolved'] - stamps['leaf_resolved']) * 1000:.1f}",
+    )
+    table.add_row(
+        "whole chain, created → confirmed",
+        f"{(stamps['confirmed'] - stamps['created']) * 1000:.1f}",
+    )
+    table.add_row("demo total (incl. set-up)", f"{(time.monotonic() - started) * 1000:.1f}")
+    console.print(table)
+
+
+async def _serve(nodes: list[DemoNode], workdir: Path) -> None:
+    import uvicorn
+
+    servers = []
+    for i, node in enumerate(nodes):
+        port = 8100 + i
+        config = uvicorn.Config(
+            create_app(node.ctx), host="127.0.0.1", port=port, log_level="warning"
+        )
+        servers.append(uvicorn.Server(config))
+        console.print(f"{node.label}: http://127.0.0.1:{port}/docs  (admin / {PASSWORD})")
+    console.print(f"data in {workdir}; Ctrl-C stops")
+    await asyncio.gather(*(server.serve() for server in servers))

@@ -1,0 +1,1 @@
+"""Partnership links between accounts: invitations, key pinning, contracts, suspension."""

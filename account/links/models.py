@@ -1,0 +1,103 @@
+"""Invitation and link tables, the contract, and the link API models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as ApiField
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from exchange.clock import utcnow
+
+Disclosure = Literal["named", "anonymous", "hidden"]
+
+
+class Contract(BaseModel):
+    """What a link's two parties agreed: visibility, acceptance and SLA (ARCHITECTURE §3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    share_requester_contacts: bool = False
+    disclose_subcontractors: Disclosure = "named"
+    allow_subdelegation: bool = True
+    auto_accept: bool = False
+    categories: list[str] = ApiField(default_factory=list, max_length=100)
+    sla: dict[str, Any] = ApiField(default_factory=dict)
+
+
+class Invitation(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=36)  # the token's jti
+    account_id: str = Field(index=True, max_length=63)
+    link_id: str = Field(max_length=36)
+    contract: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    note: str = Field(default="", max_length=500)
+    state: str = Field(default="open", max_length=10)  # open | used | revoked
+    used_by: str | None = Field(default=None, max_length=63)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class Link(SQLModel, table=True):
+    """One side of a partnership; ``direction`` says what the peer is to us."""
+
+    __table_args__ = (UniqueConstraint("account_id", "peer_account", "direction"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    account_id: str = Field(index=True, max_length=63)
+    peer_account: str = Field(index=True, max_length=63)
+    peer_label: str = Field(default="", max_length=200)
+    direction: str = Field(max_length=10)  # downstream: we delegate to the peer; upstream
+    state: str = Field(default="active", max_length=10)  # active | suspended
+    peer_public_key: str = Field(max_length=64)
+    peer_kid: str = Field(max_length=16)
+    previous_kid: str | None = Field(default=None, max_length=16)
+    previous_public_key: str | None = Field(default=None, max_length=64)
+    previous_valid_until: datetime | None = None
+    contract: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    seq_out: int = 0
+    seq_in: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class InvitationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contract: Contract = ApiField(default_factory=Contract)
+    note: str = ApiField(default="", max_length=500)
+    expires_in_days: int = ApiField(default=7, ge=1, le=90)
+
+
+class InvitationCreated(BaseModel):
+    token: str
+    invitation_id: str
+    link_id: str
+    expires_at: str
+
+
+class InvitationAccept(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = ApiField(min_length=10, max_length=8_000)
+
+
+class LinkPublic(BaseModel):
+    id: str
+    account: str
+    partner: str
+    partner_label: str
+    direction: str
+    state: str
+    partner_kid: str
+    contract: dict[str, Any]
+    created_at: str
+
+
+class LinkPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["active", "suspended"] | None = None
+    contract: Contract | None = None

@@ -1,0 +1,1 @@
+"""The seam between domain tables and the transport: outbox, inbox and rejected messages."""

@@ -1,0 +1,276 @@
+"""The idempotent inbox: every receiver check of ARCHITECTURE §5, then the message's effect.
+
+Checks run in this order and the first failure wins: size limit, strict JSON, version, type and
+schema (``exchange.envelopes.open_envelope``); then ``to`` is an account this node hosts, the
+link exists and is active, ``from`` is that link's counterpart, ``kid`` is pinned for it, the
+signature, ``sent_at`` not beyond the allowed skew into the future, ``id`` not processed before,
+and ``seq``. ``link.accept`` is the one message that arrives before its link exists: its key
+comes from its body and its authority from the invitation token it carries, which must be one
+of ours.
+
+A message that fails a check changes nothing: its transaction is rolled back, and the raw bytes
+and the reason are written to ``rejected_inbound`` in a transaction of their own; the caller
+then dead-letters it. The id of a processed message is written in the same transaction as its
+effect, so a redelivered message is recognised and applied once. A stateful message whose
+``seq`` is not higher than the last one applied for its subject is recorded as ``stale`` and
+changes nothing: bodies are state, so a later message already carried everything it had.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from account.context import Identity
+from account.delegations import service as delegation_service
+from account.delegations.models import Delegation
+from account.links import service as link_service
+from account.links.models import Link
+from account.messaging.models import InboxMessage, RejectedInbound
+from exchange.canonical import MAX_MESSAGE_BYTES
+from exchange.clock import aware, utcnow
+from exchange.envelopes import Opened, check_signature, check_skew, open_envelope
+from exchange.errors import RejectedMessage
+from exchange.faults import crash_point
+from exchange.signing import kid_of, public_key_from_b64
+from schemas import messages as m
+
+log = logging.getLogger("tix.inbox")
+
+RAW_KEEP_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Received:
+    """What became of one inbound message: ``applied``, ``stale``, ``duplicate`` or ``rejected``."""
+
+    outcome: str
+    reason: str = ""
+    message_id: str | None = None
+    message_type: str | None = None
+
+
+def receive(
+    data: bytes,
+    *,
+    engine: Engine,
+    identities: Mapping[str, Identity],
+    max_skew: timedelta = timedelta(minutes=5),
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> Received:
+    """Check and apply one raw envelope; never raises for a bad message."""
+    opened: Opened | None = None
+    try:
+        opened = open_envelope(data, max_bytes=max_bytes)
+        with Session(engine, expire_on_commit=False) as session:
+            outcome = _check_and_apply(session, opened, identities, max_skew)
+            if outcome in ("applied", "stale"):
+                crash_point("consumer_before_commit")
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()
+                    outcome = "duplicate"
+            return Received(
+                outcome, message_id=opened.envelope.id, message_type=opened.envelope.type
+            )
+    except RejectedMessage as rejected:
+        _record_rejection(engine, data, opened, rejected)
+        return Received(
+            "rejected",
+            reason=rejected.reason,
+            message_id=opened.envelope.id if opened else None,
+            message_type=opened.envelope.type if opened else None,
+        )
+
+
+def _check_and_apply(
+    session: Session, opened: Opened, identities: Mapping[str, Identity], max_skew: timedelta
+) -> str:
+    env = opened.envelope
+    identity = identities.get(env.to)
+    if identity is None:
+        raise RejectedMessage("wrong_recipient", env.to)
+    if env.type == "link.accept":
+        return _link_accept(session, opened, identity, max_skew)
+
+    link = session.get(Link, env.link)
+    if link is None or link.account_id != identity.account_id:
+        raise RejectedMessage("no_link", env.link)
+    if link.state != "active" and env.type != "link.suspend":
+        raise RejectedMessage("link_inactive", link.state)
+    if link.peer_account != env.from_:
+        raise RejectedMessage("not_counterpart", f"{env.from_} is not the partner on this link")
+    check_signature(opened, public_key_from_b64(_pinned_key(link, env.kid)))
+    check_skew(opened, max_skew=max_skew)
+    if _seen(session, identity.account_id, env.id):
+        return "duplicate"
+
+    if env.type.startswith("link."):
+        outcome = _apply_link_message(session, identity, link, opened)
+    elif env.type == "delegation.offer":
+        assert isinstance(opened.body, m.DelegationOffer)
+        delegation = delegation_service.apply_offer(
+            session=session, identity=identity, link=link, subject=env.subject, body=opened.body
+        )
+        delegation.seq_in = env.seq
+        session.add(delegation)
+        outcome = "applied"
+    else:
+        outcome = _apply_delegation_message(session, identity, link, opened)
+    session.add(
+        InboxMessage(
+            account_id=identity.account_id,
+            message_id=env.id,
+            type=env.type,
+            from_account=env.from_,
+            subject=env.subject,
+            seq=env.seq,
+            outcome=outcome,
+        )
+    )
+    session.flush()
+    return outcome
+
+
+def _pinned_key(link: Link, kid: str) -> str:
+    """The pinned public key for ``kid`` on this link (the previous one inside its overlap)."""
+    if kid == link.peer_kid:
+        return link.peer_public_key
+    if (
+        kid == link.previous_kid
+        and link.previous_public_key
+        and link.previous_valid_until
+        and aware(link.previous_valid_until) > utcnow()
+    ):
+        return link.previous_public_key
+    raise RejectedMessage("unknown_kid", kid)
+
+
+def _seen(session: Session, account_id: str, message_id: str) -> bool:
+    row = session.exec(
+        select(InboxMessage.id).where(
+            InboxMessage.account_id == account_id, InboxMessage.message_id == message_id
+        )
+    ).first()
+    return row is not None
+
+
+def _link_accept(session: Session, opened: Opened, identity: Identity, max_skew: timedelta) -> str:
+    env = opened.envelope
+    body = opened.body
+    assert isinstance(body, m.LinkAccept)
+    if body.kid != env.kid:
+        raise RejectedMessage("unknown_kid", "link.accept must be signed by the key it carries")
+    try:
+        public = public_key_from_b64(body.public_key)
+    except ValueError as exc:
+        raise RejectedMessage("schema", "public_key") from exc
+    if kid_of(public) != body.kid:
+        raise RejectedMessage("unknown_kid", "kid does not match the public key")
+    check_signature(opened, public)
+    check_skew(opened, max_skew=max_skew)
+    if _seen(session, identity.account_id, env.id):
+        return "duplicate"
+    existing = session.get(Link, env.link)
+    if existing is not None:
+        if existing.peer_account == env.from_ and existing.peer_kid == body.kid:
+            outcome = "stale"  # the same acceptance again, under a new message id
+        else:
+            raise RejectedMessage("invitation_used", "link already exists")
+    else:
+        link_service.apply_link_accept(
+            session=session, identity=identity, sender=env.from_, link_id=env.link, body=body
+        )
+        outcome = "applied"
+    session.add(
+        InboxMessage(
+            account_id=identity.account_id,
+            message_id=env.id,
+            type=env.type,
+            from_account=env.from_,
+            subject=env.subject,
+            seq=env.seq,
+            outcome=outcome,
+        )
+    )
+    session.flush()
+    return outcome
+
+
+def _apply_link_message(session: Session, identity: Identity, link: Link, opened: Opened) -> str:
+    env = opened.envelope
+    if env.subject != link.id:
+        raise RejectedMessage("binding_mismatch", "link messages have the link as subject")
+    if env.seq <= link.seq_in:
+        return "stale"
+    link.seq_in = env.seq
+    if isinstance(opened.body, m.LinkSuspend):
+        link_service.apply_link_suspend(session=session, link=link, body=opened.body)
+    elif isinstance(opened.body, m.LinkRekey):
+        link.previous_kid = link.peer_kid
+        link.previous_public_key = link.peer_public_key
+        link.previous_valid_until = utcnow() + timedelta(seconds=opened.body.overlap_seconds)
+        if kid_of(public_key_from_b64(opened.body.public_key)) != opened.body.kid:
+            raise RejectedMessage("schema", "rekey kid does not match its key")
+        link.peer_public_key = opened.body.public_key
+        link.peer_kid = opened.body.kid
+    session.add(link)
+    return "applied"
+
+
+def _apply_delegation_message(
+    session: Session, identity: Identity, link: Link, opened: Opened
+) -> str:
+    env = opened.envelope
+    delegation = session.exec(
+        select(Delegation).where(
+            Delegation.account_id == identity.account_id,
+            Delegation.delegation_id == env.subject,
+        )
+    ).first()
+    if delegation is None:
+        raise RejectedMessage("unknown_subject", env.subject)
+    if delegation.link_id != link.id:
+        raise RejectedMessage("binding_mismatch", "subject belongs to another link")
+    if env.type in delegation_service.STATEFUL_TYPES:
+        if env.seq <= delegation.seq_in:
+            return "stale"
+        delegation.seq_in = env.seq
+    delegation_service.apply(
+        session=session,
+        identity=identity,
+        delegation=delegation,
+        message_type=env.type,
+        body=opened.body,
+    )
+    return "applied"
+
+
+def _record_rejection(
+    engine: Engine, data: bytes, opened: Opened | None, rejected: RejectedMessage
+) -> None:
+    env = opened.envelope if opened else None
+    log.warning(
+        "rejected inbound message",
+        extra={"reason": rejected.reason, "message_id": env.id if env else None},
+    )
+    row = RejectedInbound(
+        account_id=env.to if env else None,
+        message_id=env.id if env else None,
+        from_account=env.from_ if env else None,
+        type=env.type if env else None,
+        reason=rejected.reason,
+        detail=rejected.detail[:1000],
+        raw=data[:RAW_KEEP_BYTES],
+        size=len(data),
+    )
+    with Session(engine) as session:
+        session.add(row)
+        session.commit()

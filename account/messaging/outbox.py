@@ -1,0 +1,50 @@
+"""Writing envelopes into the outbox, in the caller's transaction (transactional outbox).
+
+A state change and the envelopes it causes are written in one DB transaction; the relay
+(``account.messaging.relay``) publishes them after commit. Envelopes are signed here, at write
+time, so what leaves is exactly what was committed, whenever the broker comes back.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from account.context import Identity
+from account.messaging.models import OutboxMessage
+from exchange.envelopes import seal
+from schemas.common import WireModel
+
+
+def enqueue(
+    *,
+    session: Session,
+    identity: Identity,
+    to: str,
+    link_id: str,
+    message_type: str,
+    subject: str,
+    seq: int,
+    body: WireModel,
+) -> OutboxMessage:
+    """Sign an envelope from ``identity`` and add it to the outbox (flushed, not committed)."""
+    message_id, data = seal(
+        key=identity.key,
+        sender=identity.account_id,
+        to=to,
+        message_type=message_type,
+        link=link_id,
+        subject=subject,
+        seq=seq,
+        body=body,
+    )
+    row = OutboxMessage(
+        message_id=message_id,
+        account_id=identity.account_id,
+        to_account=to,
+        type=message_type,
+        subject=subject,
+        body=data,
+    )
+    session.add(row)
+    session.flush()
+    return row

@@ -1,0 +1,158 @@
+"""The outbox relay: publishes committed envelopes in order, marks them sent on confirm.
+
+Rows leave in ``id`` order, one destination at a time: if a row cannot go (its recipient has no
+inbox yet: ``Unroutable``), later rows to the same recipient wait behind it so a partner never
+sees a status before the offer it belongs to, while other recipients are not held up. A row is
+marked ``sent`` only after the broker confirmed it; a crash between the confirm and the mark
+republishes it, and the receiver's inbox drops the duplicate. While the broker is away the relay
+raises ``TransportUnavailable`` to the node's supervisor, which reconnects with backoff; nothing
+is lost, because the rows stay ``pending`` in the database. A row that stays unroutable for
+``GIVE_UP_AFTER`` is marked ``failed`` for the operator (``tix outbox`` / the admin API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from account.messaging.models import OutboxMessage
+from exchange.clock import aware, utcnow
+from exchange.errors import TransportError, TransportUnavailable, Unroutable
+from exchange.faults import crash_point
+from exchange.transport import Transport
+
+log = logging.getLogger("tix.relay")
+
+BATCH = 200
+GIVE_UP_AFTER = timedelta(hours=24)
+
+
+def _due(engine: Engine, limit: int) -> list[OutboxMessage]:
+    with Session(engine, expire_on_commit=False) as session:
+        statement = (
+            select(OutboxMessage)
+            .where(OutboxMessage.state == "pending", OutboxMessage.next_try_at <= utcnow())
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+        )
+        return list(session.exec(statement).all())
+
+
+def _mark_sent(engine: Engine, row_id: int) -> None:
+    with Session(engine) as session:
+        row = session.get(OutboxMessage, row_id)
+        if row is not None:
+            row.state = "sent"
+            row.sent_at = utcnow()
+            row.tries += 1
+            row.last_error = None
+            session.add(row)
+            session.commit()
+
+
+def _mark_retry(engine: Engine, row_id: int, error: str, max_backoff: float) -> None:
+    with Session(engine) as session:
+        row = session.get(OutboxMessage, row_id)
+        if row is None:
+            return
+        row.tries += 1
+        row.last_error = error[:500]
+        now = utcnow()
+        if now - aware(row.created_at) > GIVE_UP_AFTER:
+            row.state = "failed"
+        else:
+            delay = min(max_backoff, 0.5 * 2 ** min(row.tries, 16))
+            row.next_try_at = now + timedelta(seconds=delay)
+        session.add(row)
+        session.commit()
+
+
+class OutboxRelay:
+    """Drains the outbox through a transport; woken after each commit, polls as a fallback."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        transport: Transport,
+        *,
+        poll_seconds: float = 0.5,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self._engine = engine
+        self._transport = transport
+        self._poll = poll_seconds
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        """Ask for a drain now; safe to call from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        """Drain forever; raises ``TransportUnavailable`` when the broker goes away."""
+        self._loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            moved = await self.drain_once()
+            if moved == BATCH:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+            except TimeoutError:
+                pass
+
+    async def drain_once(self) -> int:
+        """Publish what is due; return how many rows were looked at."""
+        rows = await asyncio.to_thread(_due, self._engine, BATCH)
+        blocked: set[str] = set()
+        for row in rows:
+            assert row.id is not None
+            if row.to_account in blocked:
+                continue
+            crash_point("after_commit_before_publish")
+            try:
+                await self._transport.publish(
+                    to=row.to_account,
+                    body=row.body,
+                    message_id=row.message_id,
+                    headers={"x-tix-type": row.type, "x-tix-from": row.account_id},
+                )
+            except TransportUnavailable:
+                raise
+            except Unroutable:
+                log.warning("no inbox for %s; message %s waits", row.to_account, row.message_id)
+                blocked.add(row.to_account)
+                await asyncio.to_thread(
+                    _mark_retry, self._engine, row.id, "unroutable", self._max_backoff
+                )
+                continue
+            except TransportError as exc:
+                blocked.add(row.to_account)
+                await asyncio.to_thread(
+                    _mark_retry,
+                    self._engine,
+                    row.id,
+                    f"{type(exc).__name__}: {exc}",
+                    self._max_backoff,
+                )
+                continue
+            crash_point("after_confirm_before_mark_sent")
+            await asyncio.to_thread(_mark_sent, self._engine, row.id)
+            self.published += 1
+        return len(rows)
+
+
+def pending_count(engine: Engine) -> int:
+    from sqlalchemy import func
+
+    with Session(engine) as session:
+        statement = select(func.count()).where(OutboxMessage.state == "pending")
+        return int(session.exec(statement).one())

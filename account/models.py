@@ -1,0 +1,21 @@
+"""Every table of the node, imported in one place so ``create_all`` sees them all."""
+
+from account.delegations.models import Delegation
+from account.links.models import Invitation, Link
+from account.messaging.models import InboxMessage, OutboxMessage, RejectedInbound
+from account.tickets.models import Comment, Ticket, TicketEvent
+from account.users.models import ApiKey, User
+
+__all__ = [
+    "ApiKey",
+    "Comment",
+    "Delegation",
+    "InboxMessage",
+    "Invitation",
+    "Link",
+    "OutboxMessage",
+    "RejectedInbound",
+    "Ticket",
+    "TicketEvent",
+    "User",
+]

@@ -1,0 +1,118 @@
+"""A running node: the transport supervisor, the inbox consumer and the outbox relay.
+
+The supervisor connects with jittered exponential backoff (tenacity), declares the inbox of every
+hosted account, then runs one consumer per account and the relay until the connection drops, and
+starts over. The HTTP API never waits for it: while the broker is away, writes still commit and
+their envelopes wait in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from account.context import Identity, NodeContext
+from account.messaging import inbox
+from account.messaging.relay import OutboxRelay
+from exchange.errors import TransportUnavailable
+from exchange.faults import crash_point
+from exchange.transport import Delivery, Outcome, Transport
+
+log = logging.getLogger("tix.node")
+
+
+class NodeRuntime:
+    """Owns the transport of one node process and the background tasks that use it."""
+
+    def __init__(self, ctx: NodeContext, transport: Transport) -> None:
+        self.ctx = ctx
+        self.transport = transport
+        self.relay = OutboxRelay(
+            ctx.engine,
+            transport,
+            poll_seconds=ctx.settings.relay_poll_seconds,
+            max_backoff=ctx.settings.relay_max_backoff_seconds,
+        )
+        self.identities: Mapping[str, Identity] = {ctx.account_id: ctx.identity}
+        self.counters: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        ctx.wake_relay = self.relay.wake
+        ctx.status["broker"] = "connecting"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="tix-supervisor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self.transport.close()
+
+    async def _connect(self) -> None:
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential_jitter(
+                initial=0.2, max=self.ctx.settings.relay_max_backoff_seconds
+            ),
+            retry=retry_if_exception_type(TransportUnavailable),
+        ):
+            with attempt:
+                await self.transport.connect()
+                for account_id in self.identities:
+                    await self.transport.declare_inbox(account_id)
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                await self._connect()
+                self.ctx.status["broker"] = "up"
+                log.info("connected to the %s transport", self.transport.name)
+                tasks = [
+                    asyncio.create_task(self.transport.consume(account_id, self._handle))
+                    for account_id in self.identities
+                ]
+                tasks.append(asyncio.create_task(self.relay.run()))
+                try:
+                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+            except asyncio.CancelledError:
+                raise
+            except TransportUnavailable as exc:
+                log.warning("broker unavailable: %s", exc)
+            except Exception:
+                log.exception("transport supervisor failed; restarting")
+            self.ctx.status["broker"] = "down"
+            with contextlib.suppress(Exception):
+                await self.transport.close()
+            await asyncio.sleep(0.5)
+
+    async def _handle(self, delivery: Delivery) -> Outcome:
+        try:
+            result = await asyncio.to_thread(
+                inbox.receive,
+                delivery.body,
+                engine=self.ctx.engine,
+                identities=self.identities,
+                max_skew=timedelta(seconds=self.ctx.settings.max_clock_skew_seconds),
+            )
+        except Exception as exc:  # the database is away or locked: try again later
+            log.exception("inbox failed on message %s", delivery.message_id)
+            self.counters["inbox_retry"] = self.counters.get("inbox_retry", 0) + 1
+            return Outcome.retry(type(exc).__name__)
+        self.counters[result.outcome] = self.counters.get(result.outcome, 0) + 1
+        if result.outcome == "rejected":
+            return Outcome.dead(result.reason)
+        crash_point("consumer_after_commit_before_ack")
+        if result.outcome == "applied":
+            self.relay.wake()  # what we applied may have queued a roll-up
+        return Outcome.ack()

@@ -1,0 +1,1 @@
+"""Tickets, their comments and their timeline."""

@@ -1,0 +1,247 @@
+"""Ticket endpoints: list, create, get, patch, status, comments, timeline, chain, accept/decline."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from sqlmodel import Session, select
+
+from account.context import NodeContext
+from account.delegations import chain
+from account.delegations import service as delegation_service
+from account.delegations.models import Delegation
+from account.deps import ContextDep, CurrentUser, DispatcherUser, SessionDep, StaffUser, commit
+from account.errors import Forbidden
+from account.tickets import service as ticket_service
+from account.tickets import states
+from account.tickets.models import (
+    CommentCreate,
+    Reason,
+    StatusChange,
+    Ticket,
+    TicketCreate,
+    TicketUpdate,
+)
+from account.users.models import User
+from exchange.clock import instant
+
+router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+
+
+def ticket_public(session: Session, ticket: Ticket, user: User) -> dict[str, Any]:
+    """A ticket in the API's shape; contacts get no partner details."""
+    upstream = None
+    if ticket.upstream_account and user.role != "contact":
+        upstream = {
+            "account": ticket.upstream_account,
+            "delegation_id": ticket.upstream_delegation_id,
+            "ref": ticket.upstream_ref,
+        }
+    out: dict[str, Any] = {
+        "number": ticket.number,
+        "title": ticket.title,
+        "description": ticket.description,
+        "priority": ticket.priority,
+        "category": ticket.category,
+        "status": ticket.status,
+        "service_object": ticket.service_object,
+        "requester": ticket.requester,
+        "assignee": ticket.assignee,
+        "organisation": ticket.organisation,
+        "created_at": instant(ticket.created_at),
+        "updated_at": instant(ticket.updated_at),
+        "resolved_at": instant(ticket.resolved_at) if ticket.resolved_at else None,
+        "resolution": ticket.resolution,
+        "chain_id": ticket.chain_id,
+        "depth": ticket.depth,
+        "upstream": upstream,
+        "sla": {},
+        "actions": sorted(states.allowed_moves(ticket.status)),
+    }
+    if user.role != "contact":
+        out["delegations"] = [
+            delegation_service.to_public(session=session, delegation=d)
+            for d in delegation_service.outgoing(session=session, ticket=ticket)
+        ]
+    return out
+
+
+def _get(session: Session, ctx: NodeContext, user: User, number: str) -> Ticket:
+    return ticket_service.get_visible(
+        session=session, account_id=ctx.account_id, user=user, number=number
+    )
+
+
+@router.get("")
+def list_tickets(
+    ctx: ContextDep,
+    session: SessionDep,
+    user: CurrentUser,
+    status_: Annotated[list[str] | None, Query(alias="status", max_length=20)] = None,
+    partner: Annotated[str | None, Query(max_length=63)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    ticket_ids = None
+    if partner:
+        rows = session.exec(
+            select(Delegation.ticket_id).where(
+                Delegation.account_id == ctx.account_id, Delegation.peer_account == partner
+            )
+        ).all()
+        ticket_ids = list(rows)
+    items, total = ticket_service.list_visible(
+        session=session,
+        account_id=ctx.account_id,
+        user=user,
+        status=status_ or (),
+        q=q,
+        ticket_ids=ticket_ids,
+        limit=limit,
+        offset=offset,
+    )
+    return {"items": [ticket_public(session, t, user) for t in items], "total": total}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_ticket(
+    ctx: ContextDep, session: SessionDep, user: CurrentUser, ticket_in: TicketCreate
+) -> dict[str, Any]:
+    ticket = ticket_service.create(
+        session=session, account_id=ctx.account_id, ticket_in=ticket_in, actor=user
+    )
+    commit(session, ctx)
+    return ticket_public(session, ticket, user)
+
+
+@router.get("/{number}")
+def get_ticket(
+    ctx: ContextDep, session: SessionDep, user: CurrentUser, number: str
+) -> dict[str, Any]:
+    return ticket_public(session, _get(session, ctx, user, number), user)
+
+
+@router.patch("/{number}")
+def patch_ticket(
+    ctx: ContextDep, session: SessionDep, user: CurrentUser, number: str, update_in: TicketUpdate
+) -> dict[str, Any]:
+    ticket = _get(session, ctx, user, number)
+    ticket_service.update(session=session, ticket=ticket, update_in=update_in, actor=user)
+    commit(session, ctx)
+    return ticket_public(session, ticket, user)
+
+
+@router.post("/{number}/status")
+def change_status(
+    ctx: ContextDep, session: SessionDep, user: StaffUser, number: str, change: StatusChange
+) -> dict[str, Any]:
+    ticket = _get(session, ctx, user, number)
+    delegation_service.change_status(
+        session=session,
+        identity=ctx.identity,
+        ticket=ticket,
+        target=change.status,
+        note=change.note,
+        actor=user.username,
+    )
+    commit(session, ctx)
+    return ticket_public(session, ticket, user)
+
+
+@router.get("/{number}/comments")
+def list_comments(
+    ctx: ContextDep, session: SessionDep, user: CurrentUser, number: str
+) -> dict[str, Any]:
+    ticket = _get(session, ctx, user, number)
+    items = [
+        {
+            "id": c.comment_id,
+            "author": c.author,
+            "body": c.body,
+            "visibility": c.visibility,
+            "source_account": c.source_account,
+            "created_at": instant(c.created_at),
+        }
+        for c in ticket_service.list_comments(session=session, ticket=ticket, user=user)
+    ]
+    return {"items": items, "total": len(items)}
+
+
+@router.post("/{number}/comments", status_code=status.HTTP_201_CREATED)
+def add_comment(
+    ctx: ContextDep, session: SessionDep, user: CurrentUser, number: str, comment_in: CommentCreate
+) -> dict[str, Any]:
+    ticket = _get(session, ctx, user, number)
+    if user.role == "contact" and comment_in.visibility != "public":
+        raise Forbidden("contacts write public comments only")
+    delegation_service.comment(
+        session=session,
+        identity=ctx.identity,
+        ticket=ticket,
+        comment_in=comment_in,
+        actor=user.full_name or user.username,
+    )
+    commit(session, ctx)
+    return {"ok": True}
+
+
+@router.get("/{number}/timeline")
+def timeline(ctx: ContextDep, session: SessionDep, user: StaffUser, number: str) -> dict[str, Any]:
+    ticket = _get(session, ctx, user, number)
+    items = [
+        {
+            "at": instant(e.at),
+            "kind": e.kind,
+            "actor": e.actor,
+            "source_account": e.source_account,
+            "level": e.level,
+            "detail": e.detail,
+        }
+        for e in ticket_service.timeline(session=session, ticket=ticket)
+    ]
+    return {"items": items, "total": len(items)}
+
+
+@router.get("/{number}/chain")
+def get_chain(ctx: ContextDep, session: SessionDep, user: StaffUser, number: str) -> dict[str, Any]:
+    ticket = _get(session, ctx, user, number)
+    nodes = delegation_service.subtree_for(session=session, ticket=ticket)
+    return {
+        "ticket": {
+            "number": ticket.number,
+            "status": ticket.status,
+            "account": ctx.account_id,
+            "level": ticket.depth,
+        },
+        "delegations": [chain.api_node(node) for node in nodes],
+    }
+
+
+@router.post("/{number}/accept")
+def accept_offer(
+    ctx: ContextDep, session: SessionDep, user: DispatcherUser, number: str
+) -> dict[str, Any]:
+    ticket = _get(session, ctx, user, number)
+    delegation_service.accept(
+        session=session, identity=ctx.identity, ticket=ticket, actor=user.username
+    )
+    commit(session, ctx)
+    return ticket_public(session, ticket, user)
+
+
+@router.post("/{number}/decline")
+def decline_offer(
+    ctx: ContextDep, session: SessionDep, user: DispatcherUser, number: str, reason: Reason
+) -> dict[str, Any]:
+    ticket = _get(session, ctx, user, number)
+    delegation_service.decline(
+        session=session,
+        identity=ctx.identity,
+        ticket=ticket,
+        reason=reason.reason,
+        actor=user.username,
+    )
+    commit(session, ctx)
+    return ticket_public(session, ticket, user)

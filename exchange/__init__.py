@@ -1,0 +1,1 @@
+"""The federation fabric: canonical JSON, signing, transports, topology, outbox relay, hub."""
