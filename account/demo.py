@@ -10,8 +10,8 @@ resolve at the leaf, confirm at the top; then it prints the chain and the time e
 from __future__ import annotations
 
 import asyncio
-import itertools
 import contextlib
+import itertools
 import secrets
 import tempfile
 import time

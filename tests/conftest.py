@@ -1,0 +1,40 @@
+"""Shared fixtures: a work directory for node processes and the machine's RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.nodes import MACHINE_AMQP_URL
+from tests.support.private_broker import skip_or_fail
+
+
+def _amqp_answers(url: str) -> bool:
+    from exchange.amqp import AmqpTransport
+
+    async def probe() -> bool:
+        transport = AmqpTransport(url)
+        try:
+            await asyncio.wait_for(transport.connect(), timeout=5)
+        except Exception:
+            return False
+        await transport.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The machine's RabbitMQ; fails on CI and skips elsewhere when it does not answer."""
+    if not _amqp_answers(MACHINE_AMQP_URL):
+        skip_or_fail(f"RabbitMQ is not reachable at {MACHINE_AMQP_URL}")
+    return MACHINE_AMQP_URL
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
