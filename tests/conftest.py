@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.nodes import MACHINE_AMQP_URL
+from tests.support.nodes import MACHINE_AMQP_URL, NodeFactory, NodeProcess, delete_queues, run_id
 from tests.support.private_broker import skip_or_fail
 
 
@@ -38,3 +38,24 @@ def amqp_url() -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
+
+
+@pytest.fixture
+def nodes(amqp_url: str, tmp_path: Path) -> Iterator[NodeFactory]:
+    """Start node processes with run-unique account ids; stop them and drop their queues after."""
+    suffix = run_id()
+    started: list[NodeProcess] = []
+
+    def make(name: str, *, start: bool = True, **kwargs: object) -> NodeProcess:
+        kwargs.setdefault("amqp_url", amqp_url)
+        node = NodeProcess(f"{name}-{suffix}", tmp_path, **kwargs)  # type: ignore[arg-type]
+        node.init()
+        started.append(node)
+        if start:
+            node.start()
+        return node
+
+    yield make
+    for node in started:
+        node.close()
+    delete_queues(amqp_url, [node.account_id for node in started])

@@ -386,3 +386,30 @@ async def test_deleting_the_inbox_ends_its_consumer_with_a_transport_error(
         await asyncio.wait_for(task, WAIT)
     with pytest.raises(Unroutable):
         await transport.publish(to=account, body=b"x", message_id="x")
+
+
+async def test_inprocess_broker_down_makes_every_operation_unavailable_and_keeps_messages() -> None:
+    broker = InProcessBroker()
+    transport = InProcessTransport(broker, retry_backoff=0.0)
+    await transport.connect()
+    account = unique_account()
+    await transport.declare_inbox(account)
+    await transport.publish(to=account, body=b"kept", message_id="k-1")
+    consumer = asyncio.create_task(transport.consume(unique_account_declared := account, Recorder(stop_after=0)))
+    await asyncio.sleep(0.05)
+
+    broker.down = True
+    assert not transport.connected
+    with pytest.raises(TransportUnavailable):
+        await asyncio.wait_for(consumer, WAIT)
+    with pytest.raises(TransportUnavailable):
+        await transport.publish(to=account, body=b"x", message_id="x")
+    with pytest.raises(TransportUnavailable):
+        await transport.connect()
+
+    broker.down = False
+    assert not transport.connected  # a dropped connection stays dropped until connect()
+    await transport.connect()
+    delivery = await first_delivery(transport, unique_account_declared)
+    assert (delivery.body, delivery.redelivered) == (b"kept", True)
+    await transport.close()

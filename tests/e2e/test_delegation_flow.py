@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tests.e2e.conftest import NodeFactory
-from tests.support.nodes import eventually, link, offered_ref
+from tests.support.nodes import NodeFactory, eventually, link, offered_ref
 
 
 def test_invite_accept_delegate_work_and_resolve_is_seen_by_the_upstream(

@@ -31,8 +31,7 @@ from exchange.signing import (
 )
 from exchange.transport import Delivery, Outcome
 from schemas import messages as m
-from tests.e2e.conftest import NodeFactory, delete_queues
-from tests.support.nodes import NodeProcess, eventually, run_id
+from tests.support.nodes import NodeFactory, NodeProcess, delete_queues, eventually, run_id
 
 
 @dataclass

@@ -7,6 +7,8 @@ run gives its nodes fresh account ids (``run_id``), so runs never see each other
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -26,6 +28,8 @@ TIX = str(Path(sys.executable).with_name("tix"))
 MACHINE_AMQP_URL = os.environ.get("TIX_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 T = TypeVar("T")
+
+NodeFactory = Callable[..., "NodeProcess"]
 
 
 def run_id() -> str:
@@ -219,3 +223,18 @@ def offered_ref(downstream: NodeProcess, upstream_ref: str) -> dict[str, Any] | 
         if upstream.get("ref") == upstream_ref:
             return item
     return None
+
+
+def delete_queues(url: str, accounts: list[str]) -> None:
+    """Remove the test accounts' inboxes and dead-letter queues from the broker."""
+    from exchange.amqp import AmqpTransport
+
+    async def run() -> None:
+        transport = AmqpTransport(url)
+        with contextlib.suppress(Exception):
+            await transport.connect()
+            for account in accounts:
+                await transport.delete_inbox(account)
+        await transport.close()
+
+    asyncio.run(run())
