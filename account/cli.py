@@ -112,7 +112,7 @@ def link_invite(
 
     ctx = build_context(_settings())
     contract = Contract(
-        disclose_subcontractors=disclose,  # type: ignore[arg-type]  # validated by pydantic
+        disclose_subcontractors=disclose,
         auto_accept=auto_accept,
         share_requester_contacts=share_contacts,
         allow_subdelegation=not no_subdelegation,

@@ -119,7 +119,7 @@ async def run_demo(*, levels: int = 4, serve: bool = False, transport: str = "au
                 display_name=label,
                 data_dir=workdir / account,
                 database_url="",
-                transport=kind,  # type: ignore[arg-type]
+                transport=kind,
                 amqp_url=settings0.amqp_url,
                 relay_poll_seconds=0.2,
             )

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from account.errors import Conflict, Forbidden, NotFound
 from account.tickets import states
@@ -32,7 +33,9 @@ def number_prefix(account_id: str) -> str:
     return account_id.upper()[:40].rstrip("-")
 
 
-def _scoped(statement: Any, *, account_id: str, user: User) -> Any:
+def _scoped(
+    statement: SelectOfScalar[Ticket], *, account_id: str, user: User
+) -> SelectOfScalar[Ticket]:
     statement = statement.where(Ticket.account_id == account_id)
     if user.role == "contact":
         statement = statement.where(Ticket.organisation == (user.organisation or "\x00none"))
