@@ -75,15 +75,22 @@ def parse_strict(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     except ValueError as exc:  # JSONDecodeError, and ints over Python's digit limit
         raise RejectedMessage("malformed", str(exc)[:200]) from exc
     _depth(value, MAX_DEPTH)
-    _no_lone_surrogates(value)
+    _check_scalars(value)
     return value
 
 
-def _no_lone_surrogates(value: Any) -> None:
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _check_scalars(value: Any) -> None:
+    """Refuse lone surrogates, and integers that JSON peers cannot represent exactly."""
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                raise RejectedMessage("malformed", "integer outside the interoperable range")
+        elif isinstance(item, str):
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError as exc:

@@ -82,7 +82,7 @@ def open_envelope(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Opened:
     if not isinstance(value, dict):
         raise RejectedMessage("malformed", "an envelope is a JSON object")
     version = value.get("v")
-    if version != ENVELOPE_VERSION:
+    if type(version) is not int or version != ENVELOPE_VERSION:  # True == 1 in Python
         raise RejectedMessage("unsupported_version", f"v={str(version)[:20]}")
     message_type = value.get("type")
     if not isinstance(message_type, str) or message_type not in BODY_MODELS:

@@ -69,8 +69,6 @@ class Envelope(WireModel):
     kid: Kid
     sig: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{86}$")]
 
-    model_config = WireModel.model_config | {"populate_by_name": True}
-
     def wire_dict(self) -> dict[str, Any]:
         """The envelope as it travels: ``from`` spelled as on the wire."""
         return self.model_dump(by_alias=True)

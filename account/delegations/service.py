@@ -20,6 +20,7 @@ from account.errors import Conflict, Invalid, NotFound
 from account.links import service as link_service
 from account.links.models import Contract, Link
 from account.messaging import outbox
+from account.messaging.models import OutboxMessage
 from account.tickets import service as ticket_service
 from account.tickets import states
 from account.tickets.models import CommentCreate, ContactIn, ServiceObjectIn, Ticket, TicketCreate
@@ -533,6 +534,8 @@ def _comment(session: Session, identity: Identity, d: Delegation, body: m.Ticket
 def _down_recall(
     session: Session, identity: Identity, d: Delegation, body: m.DelegationRecall
 ) -> None:
+    if d.state in states.TERMINAL_DELEGATION_STATES:
+        return  # already over: a recall cannot reopen or cancel a finished delegation
     d.state = "recalled"
     d.reason = body.reason
     d.closed_at = utcnow()
@@ -633,8 +636,28 @@ STATEFUL_TYPES = frozenset(
 )
 
 
+def delivery(*, session: Session, delegation: Delegation) -> dict[str, Any]:
+    """Our messages about this delegation that have not left yet, and why (if we know)."""
+    rows = session.exec(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.account_id == delegation.account_id,
+            OutboxMessage.subject == delegation.delegation_id,
+            OutboxMessage.state != "sent",
+        )
+        .order_by(col(OutboxMessage.id))
+    ).all()
+    errors = [row.last_error for row in rows if row.last_error]
+    return {
+        "pending": sum(1 for row in rows if row.state == "pending"),
+        "failed": sum(1 for row in rows if row.state == "failed"),
+        "last_error": errors[-1] if errors else None,
+    }
+
+
 def to_public(*, session: Session, delegation: Delegation) -> dict[str, Any]:
     return {
+        "delivery": delivery(session=session, delegation=delegation),
         "id": delegation.delegation_id,
         "role": delegation.role,
         "partner": delegation.peer_account,

@@ -23,11 +23,17 @@ import pytest
 
 MACHINE_NODE = "rabbit@localhost"
 MACHINE_PORT = 5672
+MACHINE_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 CTL_TIMEOUT = 90.0
 
 
 class PrivateBrokerError(RuntimeError):
     """A private broker command failed or timed out."""
+
+
+def machine_amqp_url() -> str:
+    """The machine's broker, unless ``TIX_TEST_AMQP_URL`` names another."""
+    return os.environ.get("TIX_TEST_AMQP_URL", MACHINE_AMQP_URL)
 
 
 def skip_or_fail(message: str) -> NoReturn:
