@@ -191,14 +191,14 @@ class AmqpTransport(Transport):
     def connected(self) -> bool:
         """Whether the connection is open now."""
         conn = self._connection
-        if conn is None or conn.is_closed:
-            return False
-        # A broker-side close leaves ``is_closed`` False on a plain connection; the event and
-        # the underlying transport tell.
-        event = getattr(conn, "connected", None)
-        if isinstance(event, asyncio.Event) and not event.is_set():
-            return False
-        return getattr(conn, "transport", None) is not None
+        # A broker-side close leaves ``is_closed`` False on a plain connection; the
+        # ``connected`` event is what gets cleared then.
+        return (
+            conn is not None
+            and not conn.is_closed
+            and conn.connected.is_set()
+            and conn.transport is not None
+        )
 
     async def connect(self) -> None:
         """Open a connection (no-op when open) and declare both exchanges."""
@@ -310,6 +310,12 @@ class AmqpTransport(Transport):
                         "x-delivery-limit": DELIVERY_LIMIT,
                         "x-dead-letter-exchange": DEAD_EXCHANGE_NAME,
                         "x-dead-letter-routing-key": account_id,
+                        # The broker's own dead-lettering (delivery limit) is at-most-once
+                        # unless asked; at-least-once needs reject-publish overflow.
+                        "x-dead-letter-strategy": "at-least-once",
+                        "x-overflow": "reject-publish",
+                        # Order holds within one consumer; a second node process waits.
+                        "x-single-active-consumer": True,
                     },
                 )
                 await inbox.bind(exchange, routing_key=account_id)

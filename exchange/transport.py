@@ -13,7 +13,10 @@ Semantics every implementation keeps:
   settles each one only after the handler returned: ``ACK`` removes it, ``RETRY`` puts it back
   (counted against the inbox's delivery limit; past it the broker dead-letters it), and
   ``DEAD_LETTER`` moves it to the account's dead-letter queue with the handler's reason.
-* ``consume`` runs until cancelled, or raises ``TransportUnavailable`` when the connection drops.
+* ``consume`` runs until cancelled; it returns normally after ``close()``, raises
+  ``TransportUnavailable`` when the connection drops and ``TransportError`` when the inbox is
+  deleted under it. After a ``RETRY`` it holds later deliveries until the retried one is back,
+  so a retry never reorders the inbox.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -13,9 +12,8 @@ from exchange.amqp import AmqpTransport
 from exchange.errors import TransportError
 from exchange.inprocess import InProcessBroker, InProcessTransport
 from exchange.transport import Transport
-from tests.support.private_broker import skip_or_fail
+from tests.support.private_broker import machine_amqp_url, skip_or_fail
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 # Short back-off so RETRY cases run fast; the production default is 0.2 s.
 TEST_RETRY_BACKOFF = 0.01
 TEST_MAX_RETRY_BACKOFF = 0.05
@@ -24,12 +22,8 @@ NewAccount = Callable[[], Awaitable[str]]
 MakeTransport = Callable[[], Transport]
 
 
-def amqp_url() -> str:
-    """The machine broker, unless ``TIX_TEST_AMQP_URL`` names another."""
-    return os.environ.get("TIX_TEST_AMQP_URL", DEFAULT_AMQP_URL)
-
-
 def unique_account() -> str:
+    """A fresh account id, so tests never share queues."""
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
@@ -47,7 +41,7 @@ def make_transport(request: pytest.FixtureRequest) -> MakeTransport:
         return lambda: InProcessTransport(
             broker, retry_backoff=TEST_RETRY_BACKOFF, max_retry_backoff=TEST_MAX_RETRY_BACKOFF
         )
-    url = amqp_url()
+    url = machine_amqp_url()
     return lambda: AmqpTransport(
         url, retry_backoff=TEST_RETRY_BACKOFF, max_retry_backoff=TEST_MAX_RETRY_BACKOFF
     )
@@ -61,7 +55,7 @@ async def transport(make_transport: MakeTransport) -> AsyncIterator[Transport]:
         await created.connect()
     except TransportError as exc:
         await created.close()
-        skip_or_fail(f"RabbitMQ not reachable at {amqp_url()}: {exc}")
+        skip_or_fail(f"RabbitMQ not reachable at {machine_amqp_url()}: {exc}")
     try:
         yield created
     finally:

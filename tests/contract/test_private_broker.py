@@ -11,17 +11,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exchange.amqp import AmqpTransport
 from exchange.errors import TransportError, TransportUnavailable
 from exchange.transport import Delivery, Outcome
-from tests.contract.conftest import amqp_url
 from tests.support.private_broker import (
     MACHINE_PORT,
     PrivateBroker,
     free_port,
+    machine_amqp_url,
     port_open,
     skip_or_fail,
 )
@@ -71,7 +72,8 @@ async def next_delivery(transport: AmqpTransport, account: str) -> Delivery:
 
     task = asyncio.create_task(transport.consume(account, handler))
     try:
-        done, _ = await asyncio.wait({got, task}, timeout=WAIT, return_when="FIRST_COMPLETED")
+        waiting: set[asyncio.Future[Any]] = {got, task}
+        done, _ = await asyncio.wait(waiting, timeout=WAIT, return_when="FIRST_COMPLETED")
         if task in done:
             task.result()
         assert got in done, "no delivery within the timeout"
@@ -147,7 +149,7 @@ async def test_a_message_published_before_stop_app_is_consumable_after_start_app
     assert not port_open(private_broker.port)
     if machine_up_before:
         # The machine's broker was never touched: it still answers on 5672.
-        machine = AmqpTransport(amqp_url())
+        machine = AmqpTransport(machine_amqp_url())
         try:
             await machine.connect()
             assert machine.connected
