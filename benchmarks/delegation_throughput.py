@@ -56,9 +56,7 @@ def one_run(tickets: int, threads: int, timeout: float) -> dict[str, float]:
         api_done = time.perf_counter()
 
         def all_accepted() -> bool:
-            page = acme.call(
-                "GET", "/api/v1/tickets", params={"status": "in_progress", "limit": 1}
-            )
+            page = acme.call("GET", "/api/v1/tickets", params={"status": "in_progress", "limit": 1})
             return bool(page["total"] >= tickets)
 
         eventually(all_accepted, timeout=timeout, interval=0.05, what="every acceptance")
