@@ -256,12 +256,9 @@ async def _play(nodes: list[DemoNode], *, serve: bool, workdir: Path) -> int:
         stamps["gc_saw_resolved"] = time.monotonic()
 
     with console.status("confirming from the top…"):
-        for i in range(len(nodes) - 1):
-            node, number = nodes[i], numbers[i]
-            t = await node.call("GET", f"/api/v1/tickets/{number}")
-            delegation = t["delegations"][0]
-            await node.call("POST", f"/api/v1/delegations/{delegation['id']}/confirm", json={})
-            below, below_number = nodes[i + 1], numbers[i + 1]
+        top = (await gc.call("GET", f"/api/v1/tickets/{numbers[0]}"))["delegations"][0]
+        await gc.call("POST", f"/api/v1/delegations/{top['id']}/confirm", json={})
+        for below, below_number in zip(nodes[1:], numbers[1:], strict=True):
 
             async def closed(below: DemoNode = below, below_number: str = below_number) -> bool:
                 t = await below.call("GET", f"/api/v1/tickets/{below_number}")

@@ -21,7 +21,7 @@ from account.messaging import inbox
 from account.messaging.relay import OutboxRelay
 from exchange.errors import TransportUnavailable
 from exchange.faults import crash_point
-from exchange.transport import Delivery, Outcome, Transport
+from exchange.transport import DELIVERY_LIMIT, Delivery, Outcome, Transport
 
 log = logging.getLogger("tix.node")
 
@@ -67,10 +67,12 @@ class NodeRuntime:
                     await self.transport.declare_inbox(account_id)
 
     async def _supervise(self) -> None:
+        failures = 0
         while True:
             try:
                 await self._connect()
                 self.ctx.status["broker"] = "up"
+                failures = 0
                 log.info("connected to the %s transport", self.transport.name)
                 tasks = [
                     asyncio.create_task(self.transport.consume(account_id, self._handle))
@@ -94,7 +96,10 @@ class NodeRuntime:
             self.ctx.status["broker"] = "down"
             with contextlib.suppress(Exception):
                 await self.transport.close()
-            await asyncio.sleep(0.5)
+            failures += 1
+            # A persistent error (say, a queue declared with other arguments) must not spin.
+            cap = self.ctx.settings.relay_max_backoff_seconds
+            await asyncio.sleep(min(cap, 0.5 * 2 ** min(failures - 1, 10)))
 
     async def _handle(self, delivery: Delivery) -> Outcome:
         try:
@@ -108,6 +113,18 @@ class NodeRuntime:
         except Exception as exc:  # the database is away or locked: try again later
             log.exception("inbox failed on message %s", delivery.message_id)
             self.counters["inbox_retry"] = self.counters.get("inbox_retry", 0) + 1
+            if delivery.delivery_count + 1 >= DELIVERY_LIMIT:
+                # The broker would dead-letter the next failure without a word; record it
+                # with its reason first, so the operator sees it with the other rejections.
+                reason = f"retry_exhausted: {type(exc).__name__}: {exc}"[:300]
+                await asyncio.to_thread(
+                    inbox.record_rejection,
+                    self.ctx.engine,
+                    delivery.body,
+                    "retry_exhausted",
+                    reason,
+                )
+                return Outcome.dead("retry_exhausted")
             return Outcome.retry(type(exc).__name__)
         self.counters[result.outcome] = self.counters.get(result.outcome, 0) + 1
         if result.outcome == "rejected":

@@ -21,6 +21,7 @@ from account.links import service as link_service
 from account.links.models import Contract, Link
 from account.messaging import outbox
 from account.messaging.models import OutboxMessage
+from account.messaging.outbox import next_seq
 from account.tickets import service as ticket_service
 from account.tickets import states
 from account.tickets.models import CommentCreate, ContactIn, ServiceObjectIn, Ticket, TicketCreate
@@ -73,9 +74,9 @@ def _send(
     link = _link(session, delegation)
     if require_active and link.state != "active":
         raise Conflict(f"the link to {link.peer_account} is {link.state}")
-    delegation.seq_out += 1
     delegation.updated_at = utcnow()
     session.add(delegation)
+    seq = next_seq(session, Delegation, delegation.id)
     outbox.enqueue(
         session=session,
         identity=identity,
@@ -83,7 +84,7 @@ def _send(
         link_id=delegation.link_id,
         message_type=message_type,
         subject=delegation.delegation_id,
-        seq=delegation.seq_out,
+        seq=seq,
         body=body,
     )
 
@@ -335,6 +336,8 @@ def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str =
     if delegation.state in ("declined", "recalled"):
         return
     link = _link(session, delegation)
+    if link.state != "active":
+        return  # nothing crosses a suspended link; resuming it rolls the current state up
     contract = Contract.model_validate(link.contract)
     new_state = states.delegation_state_for(ticket.status, delegation.state)
     if new_state != delegation.state:
@@ -548,6 +551,15 @@ def _down_recall(
         source_account=d.peer_account,
         check=False,
     )
+    for below in outgoing(session=session, ticket=ticket):
+        if below.state in states.OPEN_DELEGATION_STATES:
+            recall(
+                session=session,
+                identity=identity,
+                delegation=below,
+                reason=body.reason or "recalled upstream",
+                actor=d.peer_account,
+            )
 
 
 def _down_update(session: Session, identity: Identity, d: Delegation, body: m.TicketUpdate) -> None:
@@ -569,18 +581,31 @@ def _down_update(session: Session, identity: Identity, d: Delegation, body: m.Ti
 def _down_confirm(
     session: Session, identity: Identity, d: Delegation, body: m.ResolutionConfirm
 ) -> None:
+    if d.state in states.TERMINAL_DELEGATION_STATES:
+        return
     d.state = "confirmed"
     d.closed_at = utcnow()
     ticket = _ticket(session, d)
     ticket_service.set_status(
         session=session, ticket=ticket, target="closed", source_account=d.peer_account, check=False
     )
+    for below in outgoing(session=session, ticket=ticket):
+        if below.state == "resolved":
+            confirm(
+                session=session,
+                identity=identity,
+                delegation=below,
+                note=body.note,
+                actor=d.peer_account,
+            )
     roll_up(session=session, identity=identity, ticket=ticket)
 
 
 def _down_rework(
     session: Session, identity: Identity, d: Delegation, body: m.ResolutionRework
 ) -> None:
+    if d.state in states.TERMINAL_DELEGATION_STATES:
+        return
     d.state = "in_progress"
     d.resolved_at = None
     d.reason = body.reason
@@ -593,6 +618,15 @@ def _down_rework(
         source_account=d.peer_account,
         check=False,
     )
+    for below in outgoing(session=session, ticket=ticket):
+        if below.state == "resolved":
+            rework(
+                session=session,
+                identity=identity,
+                delegation=below,
+                reason=body.reason,
+                actor=d.peer_account,
+            )
     roll_up(session=session, identity=identity, ticket=ticket)
 
 
@@ -671,3 +705,17 @@ def to_public(*, session: Session, delegation: Delegation) -> dict[str, Any]:
         "accepted_at": instant(delegation.accepted_at) if delegation.accepted_at else None,
         "resolved_at": instant(delegation.resolved_at) if delegation.resolved_at else None,
     }
+
+
+def roll_up_link(*, session: Session, identity: Identity, link: Link) -> int:
+    """Roll up every open ticket we received over ``link`` (after it was resumed)."""
+    rows = session.exec(
+        select(Delegation).where(
+            Delegation.link_id == link.id,
+            Delegation.role == "in",
+            col(Delegation.state).in_(list(states.OPEN_DELEGATION_STATES)),
+        )
+    ).all()
+    for row in rows:
+        roll_up(session=session, identity=identity, ticket=_ticket(session, row))
+    return len(rows)

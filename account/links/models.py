@@ -51,6 +51,7 @@ class Link(SQLModel, table=True):
     peer_label: str = Field(default="", max_length=200)
     direction: str = Field(max_length=10)  # downstream: we delegate to the peer; upstream
     state: str = Field(default="active", max_length=10)  # active | suspended
+    suspended_by: str | None = Field(default=None, max_length=10)  # local | peer
     peer_public_key: str = Field(max_length=64)
     peer_kid: str = Field(max_length=16)
     previous_kid: str | None = Field(default=None, max_length=16)
@@ -96,8 +97,21 @@ class LinkPublic(BaseModel):
     created_at: str
 
 
+class ContractPatch(BaseModel):
+    """Contract fields to change; the ones left out keep their values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    share_requester_contacts: bool | None = None
+    disclose_subcontractors: Disclosure | None = None
+    allow_subdelegation: bool | None = None
+    auto_accept: bool | None = None
+    categories: list[str] | None = ApiField(default=None, max_length=100)
+    sla: dict[str, Any] | None = None
+
+
 class LinkPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state: Literal["active", "suspended"] | None = None
-    contract: Contract | None = None
+    contract: ContractPatch | None = None

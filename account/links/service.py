@@ -201,7 +201,10 @@ def apply_link_accept(
     try:
         claims = read_invitation(body.token, expected_issuer_key=identity.key.public_key())
     except Invalid as exc:
-        raise RejectedMessage("invitation_invalid", exc.detail) from exc
+        reason = (
+            "invitation_expired" if exc.detail == "invitation expired" else "invitation_invalid"
+        )
+        raise RejectedMessage(reason, exc.detail) from exc
     if claims.upstream != identity.account_id or claims.link_id != link_id:
         raise RejectedMessage("invitation_invalid", "token does not match this link")
     invitation = session.exec(
@@ -271,12 +274,21 @@ def active_link_to(*, session: Session, account_id: str, partner: str, direction
 
 
 def patch(*, session: Session, identity: Identity, link: Link, patch_in: LinkPatch) -> Link:
-    """Suspend or resume a link (telling the partner), or change its contract locally."""
+    """Suspend or resume a link (telling the partner), or change its contract locally.
+
+    Only the side that suspended a link can resume it. Contract changes are partial and stay
+    on this node: the wire protocol has no message for them yet (see docs/protocol.md).
+    """
     if patch_in.contract is not None:
-        link.contract = patch_in.contract.model_dump()
+        changes = patch_in.contract.model_dump(exclude_none=True)
+        link.contract = Contract.model_validate(link.contract | changes).model_dump()
     if patch_in.state is not None and patch_in.state != link.state:
+        if patch_in.state == "active" and link.suspended_by == "peer":
+            raise Conflict(f"{link.peer_account} suspended this link; only they can resume it")
         link.state = patch_in.state
-        link.seq_out += 1
+        link.suspended_by = "local" if patch_in.state == "suspended" else None
+        session.add(link)
+        seq = outbox.next_seq(session, Link, link.id)
         outbox.enqueue(
             session=session,
             identity=identity,
@@ -284,7 +296,7 @@ def patch(*, session: Session, identity: Identity, link: Link, patch_in: LinkPat
             link_id=link.id,
             message_type="link.suspend",
             subject=link.id,
-            seq=link.seq_out,
+            seq=seq,
             body=LinkSuspend(suspended=patch_in.state == "suspended"),
         )
     link.updated_at = utcnow()
@@ -293,10 +305,21 @@ def patch(*, session: Session, identity: Identity, link: Link, patch_in: LinkPat
     return link
 
 
-def apply_link_suspend(*, session: Session, link: Link, body: LinkSuspend) -> None:
-    link.state = "suspended" if body.suspended else "active"
+def apply_link_suspend(*, session: Session, link: Link, body: LinkSuspend) -> bool:
+    """Apply the partner's suspend or resume; return whether the link became active.
+
+    A partner can lift only a suspension it made; one we made stays until we lift it.
+    """
+    if body.suspended:
+        if link.state != "suspended":
+            link.state, link.suspended_by = "suspended", "peer"
+    elif link.state == "suspended" and link.suspended_by == "peer":
+        link.state, link.suspended_by = "active", None
+    else:
+        return False
     link.updated_at = utcnow()
     session.add(link)
+    return link.state == "active"
 
 
 def to_public(link: Link) -> dict[str, Any]:
@@ -307,6 +330,7 @@ def to_public(link: Link) -> dict[str, Any]:
         "partner_label": link.peer_label,
         "direction": link.direction,
         "state": link.state,
+        "suspended_by": link.suspended_by,
         "partner_kid": link.peer_kid,
         "contract": link.contract,
         "created_at": instant(link.created_at),

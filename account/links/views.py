@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
+from account.delegations import service as delegation_service
 from account.deps import AdminUser, ContextDep, SessionDep, commit
 from account.links import service as link_service
 from account.links.models import InvitationAccept, InvitationCreate, InvitationCreated, LinkPatch
@@ -58,6 +59,9 @@ def patch_link(
     ctx: ContextDep, session: SessionDep, user: AdminUser, link_id: str, patch_in: LinkPatch
 ) -> dict[str, Any]:
     link = link_service.get(session=session, account_id=ctx.account_id, link_id=link_id)
+    was = link.state
     link_service.patch(session=session, identity=ctx.identity, link=link, patch_in=patch_in)
+    if was != "active" and link.state == "active":
+        delegation_service.roll_up_link(session=session, identity=ctx.identity, link=link)
     commit(session, ctx)
     return link_service.to_public(link)

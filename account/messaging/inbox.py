@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -30,6 +31,7 @@ from sqlmodel import Session, select
 from account.context import Identity
 from account.delegations import service as delegation_service
 from account.delegations.models import Delegation
+from account.errors import AccountError
 from account.links import service as link_service
 from account.links.models import Link
 from account.messaging.models import InboxMessage, RejectedInbound
@@ -69,7 +71,13 @@ def receive(
     try:
         opened = open_envelope(data, max_bytes=max_bytes)
         with Session(engine, expire_on_commit=False) as session:
-            outcome = _check_and_apply(session, opened, identities, max_skew)
+            try:
+                outcome = _check_and_apply(session, opened, identities, max_skew)
+            except (AccountError, ValidationError) as exc:
+                # Authentic and well-formed, but it cannot apply here (a state or a value our
+                # own rules refuse): deterministic, so reject it now instead of retrying.
+                detail = exc.detail if isinstance(exc, AccountError) else str(exc)
+                raise RejectedMessage("not_applicable", detail[:300]) from exc
             if outcome in ("applied", "stale"):
                 crash_point("consumer_before_commit")
                 try:
@@ -212,7 +220,8 @@ def _apply_link_message(session: Session, identity: Identity, link: Link, opened
         return "stale"
     link.seq_in = env.seq
     if isinstance(opened.body, m.LinkSuspend):
-        link_service.apply_link_suspend(session=session, link=link, body=opened.body)
+        if link_service.apply_link_suspend(session=session, link=link, body=opened.body):
+            delegation_service.roll_up_link(session=session, identity=identity, link=link)
     elif isinstance(opened.body, m.LinkRekey):
         link.previous_kid = link.peer_kid
         link.previous_public_key = link.peer_public_key
@@ -274,3 +283,13 @@ def _record_rejection(
     with Session(engine) as session:
         session.add(row)
         session.commit()
+
+
+def record_rejection(engine: Engine, data: bytes, reason: str, detail: str) -> None:
+    """Record a message the node gives up on for a reason found outside the receiver checks."""
+    opened: Opened | None = None
+    try:
+        opened = open_envelope(data)
+    except RejectedMessage:
+        opened = None
+    _record_rejection(engine, data, opened, RejectedMessage(reason, detail))

@@ -7,6 +7,9 @@ time, so what leaves is exactly what was committed, whenever the broker comes ba
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import update
 from sqlmodel import Session
 
 from account.context import Identity
@@ -48,3 +51,18 @@ def enqueue(
     session.add(row)
     session.flush()
     return row
+
+
+def next_seq(session: Session, table: Any, row_id: Any) -> int:
+    """Take the next outgoing ``seq`` of a row atomically (``UPDATE … RETURNING``).
+
+    The row stays locked until the transaction ends, so two concurrent senders on the same
+    subject can never take the same number (PostgreSQL); SQLite serialises writers anyway.
+    """
+    statement = (
+        update(table)
+        .where(table.id == row_id)
+        .values(seq_out=table.seq_out + 1)
+        .returning(table.seq_out)
+    )
+    return int(session.execute(statement).scalar_one())

@@ -1,13 +1,14 @@
 """The outbox relay: publishes committed envelopes in order, marks them sent on confirm.
 
-Rows leave in ``id`` order, one destination at a time: if a row cannot go (its recipient has no
-inbox yet: ``Unroutable``), later rows to the same recipient wait behind it so a partner never
-sees a status before the offer it belongs to, while other recipients are not held up. A row is
+Rows leave in ``id`` order, one destination at a time: if a row cannot go (its recipient has
+no inbox yet: ``Unroutable``), later rows to the same recipient wait behind it, across batches,
+so a partner never sees a status before the offer it belongs to, while other recipients are
+not held up. A row is
 marked ``sent`` only after the broker confirmed it; a crash between the confirm and the mark
 republishes it, and the receiver's inbox drops the duplicate. While the broker is away the relay
 raises ``TransportUnavailable`` to the node's supervisor, which reconnects with backoff; nothing
 is lost, because the rows stay ``pending`` in the database. A row that stays unroutable for
-``GIVE_UP_AFTER`` is marked ``failed`` for the operator (``tix outbox`` / the admin API).
+``GIVE_UP_AFTER`` is marked ``failed`` for the operator (``GET /api/v1/admin/outbox``).
 """
 
 from __future__ import annotations
@@ -32,10 +33,24 @@ GIVE_UP_AFTER = timedelta(hours=24)
 
 
 def _due(engine: Engine, limit: int) -> list[OutboxMessage]:
+    """Pending rows in order, leaving out every recipient whose oldest row is backing off.
+
+    Only a recipient's oldest pending row is ever tried, so a row in backoff is always the
+    oldest of its recipient: excluding the recipient keeps its later rows behind it.
+    """
+    now = utcnow()
     with Session(engine, expire_on_commit=False) as session:
+        waiting = (
+            select(OutboxMessage.to_account)
+            .where(OutboxMessage.state == "pending", OutboxMessage.next_try_at > now)
+            .distinct()
+        )
         statement = (
             select(OutboxMessage)
-            .where(OutboxMessage.state == "pending", OutboxMessage.next_try_at <= utcnow())
+            .where(
+                OutboxMessage.state == "pending",
+                col(OutboxMessage.to_account).not_in(waiting),
+            )
             .order_by(col(OutboxMessage.id))
             .limit(limit)
         )
