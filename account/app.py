@@ -20,6 +20,7 @@ from account.messaging.models import OutboxMessage, RejectedInbound
 from account.node import NodeRuntime
 from account.tickets import views as ticket_views
 from account.users import views as user_views
+from exchange.clock import aware, utcnow
 
 
 def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
@@ -60,7 +61,9 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
                 session.exec(select(text("1"))).one()
         except Exception:
             checks["database"] = "down"
-        ready = checks["database"] == "up" and checks["broker"] in ("up", "none")
+        # Ready means able to take writes: with the broker away they still commit and wait
+        # in the outbox, so only the database decides; the broker's state is reported.
+        ready = checks["database"] == "up"
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
@@ -71,6 +74,9 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
                     select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
                 ).all()
             )
+            oldest = session.exec(
+                select(func.min(OutboxMessage.created_at)).where(OutboxMessage.state == "pending")
+            ).one()
             rejected = dict(
                 session.exec(
                     select(RejectedInbound.reason, func.count()).group_by(RejectedInbound.reason)
@@ -85,6 +91,8 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
             for outcome, count in sorted(runtime.counters.items()):
                 lines.append(f'tix_messages_in_total{{outcome="{outcome}"}} {count}')
             lines.append(f"tix_messages_out_total {runtime.relay.published}")
+        age = (utcnow() - aware(oldest)).total_seconds() if oldest else 0.0
+        lines.append(f"tix_outbox_oldest_pending_seconds {age:.3f}")
         up = 1 if ctx.status.get("broker") == "up" else 0
         lines.append(f"tix_broker_up {up}")
         return "\n".join(lines) + "\n"

@@ -103,7 +103,9 @@ def link_invite(
     disclose: Annotated[str, typer.Option(help="named | anonymous | hidden")] = "named",
     auto_accept: Annotated[bool, typer.Option(help="partner accepts offers automatically")] = False,
     share_contacts: Annotated[bool, typer.Option(help="share requester contacts")] = False,
-    no_subdelegation: Annotated[bool, typer.Option(help="forbid sub-delegation")] = False,
+    subdelegation: Annotated[
+        bool, typer.Option("--subdelegation/--no-subdelegation", help="allow sub-delegation")
+    ] = True,
 ) -> None:
     """Print a single-use invitation token for a downstream partner."""
     from account.bootstrap import build_context
@@ -115,7 +117,7 @@ def link_invite(
         disclose_subcontractors=disclose,
         auto_accept=auto_accept,
         share_requester_contacts=share_contacts,
-        allow_subdelegation=not no_subdelegation,
+        allow_subdelegation=subdelegation,
     )
     with Session(ctx.engine) as session:
         _invitation, token = link_service.create_invitation(

@@ -27,7 +27,6 @@ class Settings(BaseSettings):
     key_file: Path | None = None
     secret: SecretStr | None = None
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
-    invitation_days: int = Field(default=7, ge=1, le=90)
     max_clock_skew_seconds: int = Field(default=300, ge=0, le=3600)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     relay_poll_seconds: float = Field(default=0.5, gt=0)

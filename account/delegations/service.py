@@ -461,6 +461,8 @@ def apply(
     """Apply a partner's message about an existing delegation (checks already passed)."""
     handler = _APPLIERS.get((delegation.role, message_type))
     if handler is None:
+        if not any(kind == message_type for _, kind in _APPLIERS):
+            raise RejectedMessage("unsupported_type", f"{message_type} is not handled yet")
         raise RejectedMessage(
             "wrong_direction", f"{message_type} on a {delegation.role} delegation"
         )
@@ -639,7 +641,7 @@ def _partner_event(
         kind=kind,
         actor=d.peer_account,
         source_account=d.peer_account,
-        level=ticket.depth + 1,
+        level=ticket.depth + 1 if d.role == "out" else ticket.depth - 1,
         detail={"delegation_id": d.delegation_id} | detail,
     )
 

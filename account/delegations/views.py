@@ -54,8 +54,9 @@ def act(
     user: DispatcherUser,
     delegation_id: str,
     action: str,
-    reason: Reason,
+    reason: Reason | None = None,
 ) -> dict[str, Any]:
+    reason = reason or Reason()
     delegation = delegation_service.get(
         session=session, account_id=ctx.account_id, delegation_id=delegation_id
     )

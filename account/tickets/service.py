@@ -82,6 +82,8 @@ def create(
     """Create a ticket; ``upstream`` is ``(account, delegation_id, ref)`` for offered ones."""
     organisation = ticket_in.organisation
     if actor is not None and actor.role == "contact":
+        if not actor.organisation:
+            raise Forbidden("your account has no organisation; ask an admin to set one")
         organisation = actor.organisation
     ticket = Ticket(
         number=f"tmp-{uuid.uuid4()}",

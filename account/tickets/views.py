@@ -57,7 +57,7 @@ def ticket_public(session: Session, ticket: Ticket, user: User) -> dict[str, Any
         "depth": ticket.depth,
         "upstream": upstream,
         "sla": {},
-        "actions": sorted(states.allowed_moves(ticket.status)),
+        "actions": _actions(ticket),
     }
     if user.role != "contact":
         out["delegations"] = [
@@ -65,6 +65,16 @@ def ticket_public(session: Session, ticket: Ticket, user: User) -> dict[str, Any
             for d in delegation_service.outgoing(session=session, ticket=ticket)
         ]
     return out
+
+
+def _actions(ticket: Ticket) -> list[str]:
+    """The status moves and offer answers the server will accept for this ticket now."""
+    if ticket.status == "offered":
+        return ["accept", "decline"]
+    moves = set(states.allowed_moves(ticket.status))
+    if ticket.upstream_account:
+        moves -= states.UPSTREAM_OWNED
+    return sorted(moves)
 
 
 def _get(session: Session, ctx: NodeContext, user: User, number: str) -> Ticket:
@@ -233,8 +243,13 @@ def accept_offer(
 
 @router.post("/{number}/decline")
 def decline_offer(
-    ctx: ContextDep, session: SessionDep, user: DispatcherUser, number: str, reason: Reason
+    ctx: ContextDep,
+    session: SessionDep,
+    user: DispatcherUser,
+    number: str,
+    reason: Reason | None = None,
 ) -> dict[str, Any]:
+    reason = reason or Reason()
     ticket = _get(session, ctx, user, number)
     delegation_service.decline(
         session=session,
