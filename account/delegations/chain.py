@@ -88,3 +88,14 @@ def api_node(node: dict[str, Any]) -> dict[str, Any]:
         "sla": {"state": node.get("sla_state", "ok")},
         "delegations": [api_node(child) for child in node.get("delegations", [])],
     }
+
+
+def walk(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every node of a subtree, parents before children."""
+    out: list[dict[str, Any]] = []
+    stack = list(reversed(nodes))
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(reversed(node.get("delegations", [])))
+    return out

@@ -308,6 +308,52 @@ def change_status(
         roll_up(session=session, identity=identity, ticket=ticket, note=note)
 
 
+def send_update(
+    *, session: Session, identity: Identity, ticket: Ticket, changes: dict[str, Any]
+) -> None:
+    """Tell every open downstream what changed of the ticket (title, priority, addenda)."""
+    if not {"title", "priority", "addendum"} & set(changes):
+        return
+    body = m.TicketUpdate.model_validate(
+        {
+            "title": ticket.title if "title" in changes else None,
+            "priority": ticket.priority if "priority" in changes else None,
+            "addendum": changes.get("addendum"),
+        }
+    )
+    for d in outgoing(session=session, ticket=ticket):
+        if d.state in states.OPEN_DELEGATION_STATES and _link(session, d).state == "active":
+            _send(
+                session=session,
+                identity=identity,
+                delegation=d,
+                message_type="ticket.update",
+                body=body,
+            )
+
+
+def rate(
+    *, session: Session, identity: Identity, ticket: Ticket, score: int, comment: str, actor: str
+) -> None:
+    """Rate the result of a resolved ticket; the rating travels down to whoever did the work."""
+    if ticket.status not in ("resolved", "closed"):
+        raise Conflict("only a resolved or closed ticket can be rated")
+    ticket.rating, ticket.rating_comment = score, comment
+    session.add(ticket)
+    ticket_service.record(
+        session=session, ticket=ticket, kind="rated", actor=actor, detail={"score": score}
+    )
+    _pass_rating_down(session, identity, ticket, m.Rating(score=score, comment=comment))
+
+
+def _pass_rating_down(session: Session, identity: Identity, ticket: Ticket, body: m.Rating) -> None:
+    for d in outgoing(session=session, ticket=ticket):
+        if d.state in ("resolved", "confirmed") and _link(session, d).state == "active":
+            _send(
+                session=session, identity=identity, delegation=d, message_type="rating", body=body
+            )
+
+
 def subtree_for(*, session: Session, ticket: Ticket) -> list[dict[str, Any]]:
     """Our outgoing delegations of this ticket with what each partner rolled up (undisclosed)."""
     nodes = []
@@ -368,7 +414,7 @@ def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str =
 def comment(
     *, session: Session, identity: Identity, ticket: Ticket, comment_in: CommentCreate, actor: str
 ) -> None:
-    """A local comment; ``partner`` and ``public`` ones cross every open link of the ticket."""
+    """A local comment; ``partner`` and ``public`` ones travel along the whole chain."""
     created = ticket_service.add_comment(
         session=session, ticket=ticket, comment_in=comment_in, author=actor
     )
@@ -376,24 +422,51 @@ def comment(
         return
     body = m.TicketComment(
         comment_id=created.comment_id,
-        author=actor,
+        author=f"{actor} ({identity.label})"[:500],
         body=created.body,
         visibility=comment_in.visibility,
         created_at=instant(created.created_at),
     )
+    forward_comment(session=session, identity=identity, ticket=ticket, body=body)
+
+
+def forward_comment(
+    *,
+    session: Session,
+    identity: Identity,
+    ticket: Ticket,
+    body: m.TicketComment,
+    source: Delegation | None = None,
+) -> None:
+    """Send a comment over every open link of the ticket except the one it came from.
+
+    Going up, a comment that came from below us speaks for one of our subcontractors, so the
+    upstream link's ``disclose_subcontractors`` decides who it appears to be from.
+    """
     targets = outgoing(session=session, ticket=ticket)
     upstream = incoming(session=session, ticket=ticket)
     if upstream is not None:
         targets.append(upstream)
     for d in targets:
-        if d.state in states.OPEN_DELEGATION_STATES and _link(session, d).state == "active":
-            _send(
-                session=session,
-                identity=identity,
-                delegation=d,
-                message_type="ticket.comment",
-                body=body,
-            )
+        if source is not None and d.id == source.id:
+            continue
+        link = _link(session, d)
+        if d.state not in states.OPEN_DELEGATION_STATES or link.state != "active":
+            continue
+        out = body
+        if d.role == "in" and source is not None and source.role == "out":
+            policy = Contract.model_validate(link.contract).disclose_subcontractors
+            if policy == "anonymous":
+                out = body.model_copy(update={"author": f"subcontractor, level {ticket.depth + 1}"})
+            elif policy == "hidden":
+                out = body.model_copy(update={"author": identity.label[:500]})
+        _send(
+            session=session,
+            identity=identity,
+            delegation=d,
+            message_type="ticket.comment",
+            body=out,
+        )
 
 
 # -- applying what partners send ------------------------------------------------------------------
@@ -516,16 +589,37 @@ def _up_status(session: Session, identity: Identity, d: Delegation, body: m.Tick
     if body.status == "resolved":
         d.resolved_at = parse_instant(body.changed_at)
         d.resolution = body.resolution
+    before = {node["id"]: node for node in chain.walk(d.subtree or [])}
     d.subtree = [node.model_dump(mode="json") for node in body.subtree]
     ticket = _ticket(session, d)
     if previous != body.status:
         _partner_event(session, ticket, d, "partner_status", {"from": previous, "to": body.status})
+    for node in chain.walk(d.subtree):
+        old = before.get(node["id"])
+        if old is None or (old.get("status"), old.get("state")) != (
+            node.get("status"),
+            node.get("state"),
+        ):
+            ticket_service.record(
+                session=session,
+                ticket=ticket,
+                kind="chain_status",
+                actor=node.get("partner_label"),
+                source_account=node.get("partner"),
+                level=int(node["level"]),
+                detail={
+                    "delegation_id": node["id"],
+                    "from": old.get("status") if old else None,
+                    "to": node.get("status"),
+                    "state": node.get("state"),
+                },
+            )
     roll_up(session=session, identity=identity, ticket=ticket)
 
 
 def _comment(session: Session, identity: Identity, d: Delegation, body: m.TicketComment) -> None:
     ticket = _ticket(session, d)
-    ticket_service.add_comment(
+    created = ticket_service.add_comment(
         session=session,
         ticket=ticket,
         comment_in=CommentCreate(body=body.body, visibility=body.visibility),
@@ -533,7 +627,10 @@ def _comment(session: Session, identity: Identity, d: Delegation, body: m.Ticket
         source_account=d.peer_account,
         comment_id=body.comment_id,
         created_at=parse_instant(body.created_at),
+        level=ticket.depth + 1 if d.role == "out" else ticket.depth - 1,
     )
+    if created is not None:  # not a repeat: pass it along the chain
+        forward_comment(session=session, identity=identity, ticket=ticket, body=body, source=d)
 
 
 def _down_recall(
@@ -578,6 +675,15 @@ def _down_update(session: Session, identity: Identity, d: Delegation, body: m.Ti
         ticket.updated_at = utcnow()
         session.add(ticket)
         _partner_event(session, ticket, d, "partner_update", {"fields": sorted(changed)})
+        send_update(session=session, identity=identity, ticket=ticket, changes=changed)
+
+
+def _down_rating(session: Session, identity: Identity, d: Delegation, body: m.Rating) -> None:
+    ticket = _ticket(session, d)
+    ticket.rating, ticket.rating_comment = body.score, body.comment
+    session.add(ticket)
+    _partner_event(session, ticket, d, "rated", {"score": body.score})
+    _pass_rating_down(session, identity, ticket, body)
 
 
 def _down_confirm(
@@ -656,6 +762,7 @@ _APPLIERS: dict[tuple[str, str], Any] = {
     ("in", "ticket.update"): _down_update,
     ("in", "resolution.confirm"): _down_confirm,
     ("in", "resolution.rework"): _down_rework,
+    ("in", "rating"): _down_rating,
 }
 
 # Messages whose body is state, gated by ``seq``; the others are idempotent by their own ids.
@@ -668,6 +775,7 @@ STATEFUL_TYPES = frozenset(
         "ticket.status",
         "resolution.confirm",
         "resolution.rework",
+        "rating",
     }
 )
 

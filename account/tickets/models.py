@@ -39,6 +39,8 @@ class Ticket(SQLModel, table=True):
     upstream_delegation_id: str | None = Field(default=None, max_length=36)
     upstream_ref: str | None = Field(default=None, max_length=60)
     resolution: str | None = Field(default=None, max_length=20_000)
+    rating: int | None = None
+    rating_comment: str | None = Field(default=None, max_length=20_000)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None
@@ -110,6 +112,9 @@ class TicketUpdate(BaseModel):
     service_object: ServiceObjectIn | None = None
     requester: ContactIn | None = None
     assignee: str | None = ApiField(default=None, max_length=100)
+    addendum: str | None = ApiField(
+        default=None, max_length=5_000, description="text appended to the description"
+    )
 
 
 class StatusChange(BaseModel):
@@ -130,3 +135,10 @@ class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = ApiField(default="", max_length=500)
+
+
+class RatingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score: int = ApiField(ge=1, le=5)
+    comment: str = ApiField(default="", max_length=20_000)

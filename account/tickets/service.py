@@ -177,7 +177,12 @@ def update(
     if ticket.status in states.TERMINAL_TICKET:
         raise Conflict(f"a {ticket.status} ticket cannot be edited")
     changes: dict[str, Any] = {}
-    for name, value in update_in.model_dump(exclude_unset=True).items():
+    fields = update_in.model_dump(exclude_unset=True)
+    addendum = fields.pop("addendum", None)
+    if addendum:
+        ticket.description = (ticket.description + "\n\n" + addendum).strip()[:20_000]
+        changes["addendum"] = addendum
+    for name, value in fields.items():
         if getattr(ticket, name) != value:
             setattr(ticket, name, value)
             changes[name] = value

@@ -17,6 +17,7 @@ from account.tickets import service as ticket_service
 from account.tickets import states
 from account.tickets.models import (
     CommentCreate,
+    RatingIn,
     Reason,
     StatusChange,
     Ticket,
@@ -53,6 +54,9 @@ def ticket_public(session: Session, ticket: Ticket, user: User) -> dict[str, Any
         "updated_at": instant(ticket.updated_at),
         "resolved_at": instant(ticket.resolved_at) if ticket.resolved_at else None,
         "resolution": ticket.resolution,
+        "rating": {"score": ticket.rating, "comment": ticket.rating_comment}
+        if ticket.rating
+        else None,
         "chain_id": ticket.chain_id,
         "depth": ticket.depth,
         "upstream": upstream,
@@ -138,7 +142,10 @@ def patch_ticket(
     ctx: ContextDep, session: SessionDep, user: CurrentUser, number: str, update_in: TicketUpdate
 ) -> dict[str, Any]:
     ticket = _get(session, ctx, user, number)
-    ticket_service.update(session=session, ticket=ticket, update_in=update_in, actor=user)
+    changes = ticket_service.update(session=session, ticket=ticket, update_in=update_in, actor=user)
+    delegation_service.send_update(
+        session=session, identity=ctx.identity, ticket=ticket, changes=changes
+    )
     commit(session, ctx)
     return ticket_public(session, ticket, user)
 
@@ -256,6 +263,26 @@ def decline_offer(
         identity=ctx.identity,
         ticket=ticket,
         reason=reason.reason,
+        actor=user.username,
+    )
+    commit(session, ctx)
+    return ticket_public(session, ticket, user)
+
+
+@router.post("/{number}/rating")
+def rate(
+    ctx: ContextDep, session: SessionDep, user: CurrentUser, number: str, rating_in: RatingIn
+) -> dict[str, Any]:
+    """Rate a resolved ticket (its requester's contact or a dispatcher); it travels downstream."""
+    if user.role == "engineer":
+        raise Forbidden("engineers cannot rate tickets")
+    ticket = _get(session, ctx, user, number)
+    delegation_service.rate(
+        session=session,
+        identity=ctx.identity,
+        ticket=ticket,
+        score=rating_in.score,
+        comment=rating_in.comment,
         actor=user.username,
     )
     commit(session, ctx)
