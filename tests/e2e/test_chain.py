@@ -81,6 +81,14 @@ def test_four_levels_roll_up_with_disclosure_then_rework_and_recall_cascade(
     leaf = flat(tree["delegations"])[2]
     assert leaf["accepted_at"] and leaf["resolved_at"] and leaf["offered_at"]
 
+    # The GC's timeline holds its own events and those rolled up from every level, in order.
+    events = acme.call("GET", f"/api/v1/tickets/{first}/timeline")["items"]
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)
+    from_chain = {(e["level"], e["actor"]) for e in events if e["kind"] == "chain_status"}
+    assert (2, "Southpole Field Ops") in from_chain
+    assert (3, "subcontractor, level 3") in from_chain
+    assert {e["level"] for e in events if e["kind"] == "partner_status"} == {1}
+
     # Nothing about the anonymous level reaches the GC: not its id, name or people.
     seen = json.dumps(
         [
