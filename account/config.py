@@ -11,6 +11,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ACCOUNT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+# An absolute http(s) URL with a host and no user info, query or fragment (partner API bases).
+HTTP_URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/\-]*)?$")
 
 
 class Settings(BaseSettings):
@@ -31,12 +33,28 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     relay_poll_seconds: float = Field(default=0.5, gt=0)
     relay_max_backoff_seconds: float = Field(default=30.0, gt=0)
+    # Attachments: content up to ``attachment_inline_bytes`` travels inside the message (the
+    # envelope cap of 256 KiB bounds it), larger content is fetched by digest from the partner;
+    # nothing over ``attachment_max_bytes`` is accepted, uploaded or fetched.
+    attachment_inline_bytes: int = Field(default=64 * 1024, ge=0, le=128 * 1024)
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+    # This node's base URL as partners reach it (carried in invitations and link.accept); ""
+    # means partners cannot fetch large attachments from us.
+    public_url: str = ""
 
     @field_validator("account_id")
     @classmethod
     def _account_id(cls, value: str) -> str:
         if not ACCOUNT_ID_RE.match(value):
             raise ValueError("account id must match ^[a-z0-9][a-z0-9-]{1,62}$")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not HTTP_URL_RE.match(value):
+            raise ValueError("public url must be an http(s) URL without credentials")
         return value
 
     @property

@@ -59,6 +59,16 @@ class TicketSnapshot(WireModel):
     created_at: Instant
 
 
+# An absolute http(s) URL with a host and no user info, query or fragment.
+HttpUrl = Annotated[
+    str,
+    Field(
+        max_length=500,
+        pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/\-]*)?$",
+    ),
+]
+
+
 class LinkAccept(WireModel):
     """The downstream redeemed an invitation; carries the token and the key to pin."""
 
@@ -66,6 +76,9 @@ class LinkAccept(WireModel):
     public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
     kid: Kid
     display_name: ShortText
+    # Where the downstream's HTTP API is reached (large attachments are fetched there); absent
+    # in acceptances from nodes that serve none.
+    api_url: HttpUrl | None = None
 
 
 class LinkRekey(WireModel):
@@ -122,6 +135,7 @@ class ChainNode(WireModel):
     level: Annotated[int, Field(ge=1, le=32)]
     state: ShortText
     status: TicketStatusName | None = None
+    assignee_role: ShortText | None = None
     offered_at: Instant | None = None
     accepted_at: Instant | None = None
     resolved_at: Instant | None = None
@@ -151,12 +165,21 @@ class TicketComment(WireModel):
 
 
 class TicketAttachment(WireModel):
+    """A file on the ticket: inline (standard base64) up to the sender's limit, else by digest.
+
+    Without ``content_b64`` the receiver fetches the content from the sender's API by
+    ``sha256`` (``GET /api/v1/federation/attachments/{sha256}``) and checks the digest.
+    """
+
     attachment_id: Uuid
     filename: ShortText
     content_type: ShortText
     size: NonNegative
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     content_b64: Annotated[str, Field(max_length=200_000)] | None = None
+    visibility: Visibility = "partner"
+    uploaded_by: ShortText | None = None
+    created_at: Instant | None = None
 
 
 class SlaEvent(WireModel):

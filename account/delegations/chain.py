@@ -26,6 +26,7 @@ class DelegationView:
     level: int
     state: str
     status: str | None
+    assignee_role: str | None
     offered_at: datetime | None
     accepted_at: datetime | None
     resolved_at: datetime | None
@@ -45,6 +46,7 @@ def node_of(view: DelegationView) -> dict[str, Any]:
         "level": view.level,
         "state": view.state,
         "status": view.status,
+        "assignee_role": view.assignee_role,
         "offered_at": _when(view.offered_at),
         "accepted_at": _when(view.accepted_at),
         "resolved_at": _when(view.resolved_at),
@@ -81,6 +83,7 @@ def api_node(node: dict[str, Any]) -> dict[str, Any]:
         "level": node["level"],
         "state": node["state"],
         "status": node.get("status"),
+        "assignee_role": node.get("assignee_role"),
         "offered_at": node.get("offered_at"),
         "accepted_at": node.get("accepted_at"),
         "resolved_at": node.get("resolved_at"),

@@ -25,6 +25,7 @@ from account.messaging.outbox import next_seq
 from account.tickets import service as ticket_service
 from account.tickets import states
 from account.tickets.models import CommentCreate, ContactIn, ServiceObjectIn, Ticket, TicketCreate
+from account.users import service as user_service
 from exchange.clock import instant, parse_instant, utcnow
 from exchange.errors import RejectedMessage
 from schemas import messages as m
@@ -365,6 +366,7 @@ def subtree_for(*, session: Session, ticket: Ticket) -> list[dict[str, Any]]:
             level=ticket.depth + 1,
             state=d.state,
             status=d.remote_status,
+            assignee_role=d.remote_assignee_role,
             offered_at=d.offered_at,
             accepted_at=d.accepted_at,
             resolved_at=d.resolved_at,
@@ -372,6 +374,14 @@ def subtree_for(*, session: Session, ticket: Ticket) -> list[dict[str, Any]]:
         )
         nodes.append(chain.node_of(view))
     return nodes
+
+
+def _assignee_role(session: Session, ticket: Ticket) -> str | None:
+    """The role of the ticket's assignee (never the person: upstreams see roles only)."""
+    if not ticket.assignee:
+        return None
+    user = user_service.get_by_username(session=session, username=ticket.assignee)
+    return user.role if user is not None else "unknown"
 
 
 def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str = "") -> None:
@@ -404,6 +414,7 @@ def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str =
                 "status": ticket.status,
                 "changed_at": instant(ticket.updated_at),
                 "resolution": ticket.resolution if ticket.status == "resolved" else None,
+                "assignee_role": _assignee_role(session, ticket),
                 "note": note or None,
                 "subtree": subtree,
             }
@@ -583,6 +594,7 @@ def _up_status(session: Session, identity: Identity, d: Delegation, body: m.Tick
     previous = d.remote_status
     d.remote_status = body.status
     d.remote_ref = body.ref
+    d.remote_assignee_role = body.assignee_role
     if d.accepted_at is None and body.status not in ("offered", "declined"):
         d.accepted_at = parse_instant(body.changed_at)
     d.state = states.delegation_state_for(body.status, d.state)

@@ -57,6 +57,9 @@ class Link(SQLModel, table=True):
     previous_kid: str | None = Field(default=None, max_length=16)
     previous_public_key: str | None = Field(default=None, max_length=64)
     previous_valid_until: datetime | None = None
+    # The partner's API base URL (from the invitation or link.accept); large attachments are
+    # fetched there by digest. None when the partner serves none.
+    peer_api_url: str | None = Field(default=None, max_length=500)
     contract: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     seq_out: int = 0
     seq_in: int = 0

@@ -7,6 +7,11 @@ is the out-of-band trust anchor), the upstream's key is pinned, and a ``link.acc
 the downstream travels back with the token and the downstream's key. The upstream checks that the
 token is one of its own, unused and unexpired, pins the downstream's key and marks the
 invitation used. From then on only those pinned keys are accepted on the link.
+
+Each side may also tell the other where its HTTP API is reached (the invitation's ``url`` claim,
+``link.accept``'s ``api_url``): large attachments are fetched there by digest. Only absolute
+http(s) URLs are kept; which hosts a node may fetch from is not restricted here, so production
+deployments should put an allow-list (egress proxy or firewall) in front of outgoing fetches.
 """
 
 from __future__ import annotations
@@ -42,12 +47,20 @@ class InvitationClaims:
     public_key: str
     kid: str
     contract: Contract
+    api_url: str | None = None
 
 
 def create_invitation(
-    *, session: Session, identity: Identity, invitation_in: InvitationCreate
+    *,
+    session: Session,
+    identity: Identity,
+    invitation_in: InvitationCreate,
+    api_url: str | None = None,
 ) -> tuple[Invitation, str]:
-    """Record an open invitation and return it with its signed token."""
+    """Record an open invitation and return it with its signed token.
+
+    ``api_url`` is this node's public base URL (``Settings.public_url``), carried as ``url``.
+    """
     now = utcnow()
     invitation = Invitation(
         id=str(uuid.uuid4()),
@@ -71,6 +84,8 @@ def create_invitation(
         "kid": identity.kid,
         "contract": invitation.contract,
     }
+    if api_url:
+        claims["url"] = _api_url(api_url)
     token = jwt.encode(
         claims,
         identity.key,
@@ -130,9 +145,20 @@ def read_invitation(token: str, *, expected_issuer_key: Any | None = None) -> In
             public_key=str(claims["pub"]),
             kid=str(claims["kid"]),
             contract=contract,
+            api_url=_api_url(str(claims["url"])) if claims.get("url") else None,
         )
     except (ValueError, KeyError) as exc:
         raise Invalid("invitation claims malformed") from exc
+
+
+def _api_url(value: str) -> str:
+    """A partner API base URL: absolute http(s), no credentials, query or fragment."""
+    from account.config import HTTP_URL_RE
+
+    value = value.strip().rstrip("/")
+    if len(value) > 500 or not HTTP_URL_RE.match(value):
+        raise ValueError("bad api url")
+    return value
 
 
 def _account(value: str) -> str:
@@ -143,8 +169,13 @@ def _account(value: str) -> str:
     return value
 
 
-def accept_invitation(*, session: Session, identity: Identity, token: str) -> Link:
-    """Downstream side: pin the upstream's key, create the link, send ``link.accept``."""
+def accept_invitation(
+    *, session: Session, identity: Identity, token: str, api_url: str | None = None
+) -> Link:
+    """Downstream side: pin the upstream's key, create the link, send ``link.accept``.
+
+    ``api_url`` is this node's public base URL (``Settings.public_url``), sent to the upstream.
+    """
     claims = read_invitation(token)
     if claims.upstream == identity.account_id:
         raise Invalid("an account cannot link to itself")
@@ -169,6 +200,7 @@ def accept_invitation(*, session: Session, identity: Identity, token: str) -> Li
         peer_public_key=claims.public_key,
         peer_kid=claims.kid,
         contract=claims.contract.model_dump(),
+        peer_api_url=claims.api_url,
         seq_out=1,
     )
     session.add(link)
@@ -186,6 +218,7 @@ def accept_invitation(*, session: Session, identity: Identity, token: str) -> Li
             public_key=identity.public_key,
             kid=identity.kid,
             display_name=identity.label,
+            api_url=_api_url(api_url) if api_url else None,
         ),
     )
     return link
@@ -234,6 +267,7 @@ def apply_link_accept(
         state="active",
         peer_public_key=body.public_key,
         peer_kid=body.kid,
+        peer_api_url=body.api_url.rstrip("/") if body.api_url else None,
         contract=invitation.contract,
         seq_in=1,
     )
@@ -332,6 +366,7 @@ def to_public(link: Link) -> dict[str, Any]:
         "state": link.state,
         "suspended_by": link.suspended_by,
         "partner_kid": link.peer_kid,
+        "partner_api_url": link.peer_api_url,
         "contract": link.contract,
         "created_at": instant(link.created_at),
     }

@@ -51,6 +51,12 @@ def test_four_levels_roll_up_with_disclosure_then_rework_and_recall_cascade(
     numbers = work_down(chain, first)
     assert [eastwood.ticket(numbers[3])["depth"], southpole.ticket(numbers[2])["depth"]] == [3, 2]
 
+    eastwood.call(
+        "POST",
+        "/api/v1/users",
+        json={"username": "evelyn-qz", "password": "eve-password-1", "role": "engineer"},
+    )
+    eastwood.call("PATCH", f"/api/v1/tickets/{numbers[3]}", json={"assignee": "evelyn-qz"})
     eastwood.call("POST", f"/api/v1/tickets/{numbers[3]}/status", json={"status": "in_progress"})
     eastwood.call(
         "POST",
@@ -80,6 +86,8 @@ def test_four_levels_roll_up_with_disclosure_then_rework_and_recall_cascade(
     ]
     leaf = flat(tree["delegations"])[2]
     assert leaf["accepted_at"] and leaf["resolved_at"] and leaf["offered_at"]
+    assert leaf["assignee_role"] == "engineer", "the role travels, never the person"
+    assert "evelyn-qz" not in json.dumps(tree)
 
     # The GC's timeline holds its own events and those rolled up from every level, in order.
     events = acme.call("GET", f"/api/v1/tickets/{first}/timeline")["items"]
