@@ -1,0 +1,1 @@
+"""SLA: business calendars, per-priority policies and clock computation (ARCHITECTURE §3, §8)."""
