@@ -151,6 +151,8 @@ class TicketStatus(WireModel):
     status: TicketStatusName
     changed_at: Instant
     assignee_role: ShortText | None = None
+    accepted_at: Instant | None = None
+    resolved_at: Instant | None = None
     resolution: LongText | None = None
     note: LongText | None = None
     subtree: list[ChainNode] = Field(default_factory=list, max_length=200)

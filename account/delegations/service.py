@@ -396,10 +396,8 @@ def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str =
         return  # nothing crosses a suspended link; resuming it rolls the current state up
     contract = Contract.model_validate(link.contract)
     new_state = states.delegation_state_for(ticket.status, delegation.state)
-    if new_state != delegation.state:
-        delegation.state = new_state
-        if new_state == "resolved":
-            delegation.resolved_at = ticket.resolved_at or utcnow()
+    delegation.state = new_state
+    delegation.resolved_at = ticket.resolved_at if new_state in ("resolved", "confirmed") else None
     subtree = chain.disclose(
         subtree_for(session=session, ticket=ticket), contract.disclose_subcontractors
     )
@@ -413,7 +411,13 @@ def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str =
                 "ref": ticket.number,
                 "status": ticket.status,
                 "changed_at": instant(ticket.updated_at),
-                "resolution": ticket.resolution if ticket.status == "resolved" else None,
+                "resolution": ticket.resolution
+                if ticket.status in ("resolved", "closed")
+                else None,
+                "accepted_at": instant(delegation.accepted_at) if delegation.accepted_at else None,
+                "resolved_at": instant(ticket.resolved_at)
+                if ticket.resolved_at and ticket.status in ("resolved", "closed")
+                else None,
                 "assignee_role": _assignee_role(session, ticket),
                 "note": note or None,
                 "subtree": subtree,
@@ -561,17 +565,22 @@ def _up_accept(
 ) -> None:
     if d.state != "offered":
         return
-    d.state = "accepted"
-    d.remote_ref = body.ref
     d.remote_status = "open"
-    d.accepted_at = parse_instant(body.accepted_at)
+    _mark_accepted(session, d, ref=body.ref, accepted_at=body.accepted_at)
+    roll_up(session=session, identity=identity, ticket=_ticket(session, d))
+
+
+def _mark_accepted(session: Session, d: Delegation, *, ref: str, accepted_at: str) -> None:
+    """The partner took the job: whichever of its messages says so first (accept or status)."""
+    d.state = "accepted"
+    d.remote_ref = ref
+    d.accepted_at = parse_instant(accepted_at)
     ticket = _ticket(session, d)
-    _partner_event(session, ticket, d, "partner_accepted", {"ref": body.ref})
+    _partner_event(session, ticket, d, "partner_accepted", {"ref": ref})
     if ticket.status in ("new", "open", "reopened"):
         ticket_service.set_status(
             session=session, ticket=ticket, target="in_progress", actor=d.peer_account
         )
-    roll_up(session=session, identity=identity, ticket=ticket)
 
 
 def _up_decline(
@@ -592,15 +601,22 @@ def _up_status(session: Session, identity: Identity, d: Delegation, body: m.Tick
     if d.state in ("declined", "recalled"):
         return
     previous = d.remote_status
+    if d.state == "offered" and body.status not in ("offered", "declined", "cancelled"):
+        # This status overtook the partner's accept (which will now be stale): it says the
+        # same, so do what the accept would have done.
+        _mark_accepted(session, d, ref=body.ref, accepted_at=body.accepted_at or body.changed_at)
     d.remote_status = body.status
     d.remote_ref = body.ref
     d.remote_assignee_role = body.assignee_role
-    if d.accepted_at is None and body.status not in ("offered", "declined"):
-        d.accepted_at = parse_instant(body.changed_at)
+    if body.accepted_at:
+        d.accepted_at = parse_instant(body.accepted_at)
     d.state = states.delegation_state_for(body.status, d.state)
-    if body.status == "resolved":
-        d.resolved_at = parse_instant(body.changed_at)
+    if body.status in ("resolved", "closed"):
+        d.resolved_at = parse_instant(body.resolved_at or body.changed_at)
         d.resolution = body.resolution
+    else:  # state, not deltas: a ticket that left "resolved" has no resolution any more
+        d.resolved_at = None
+        d.resolution = None
     before = {node["id"]: node for node in chain.walk(d.subtree or [])}
     d.subtree = [node.model_dump(mode="json") for node in body.subtree]
     ticket = _ticket(session, d)
