@@ -12,9 +12,11 @@ from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from account.admin import views as admin_views
+from account.attachments import federation as attachment_federation
+from account.attachments import views as attachment_views
 from account.context import NodeContext
 from account.delegations import views as delegation_views
-from account.http_errors import BodySizeLimit, install_error_handlers
+from account.http_errors import install_error_handlers
 from account.links import views as link_views
 from account.messaging.models import OutboxMessage, RejectedInbound
 from account.node import NodeRuntime
@@ -46,8 +48,14 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
     app.state.runtime = runtime
     for module in (user_views, ticket_views, delegation_views, link_views, admin_views):
         app.include_router(module.router)
+    app.include_router(attachment_views.router)
+    app.include_router(attachment_federation.router)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=ctx.settings.max_body_bytes)
+    app.add_middleware(
+        attachment_views.BodyLimits,
+        max_bytes=ctx.settings.max_body_bytes,
+        upload_max_bytes=ctx.settings.attachment_max_bytes + attachment_views.MULTIPART_OVERHEAD,
+    )
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:

@@ -124,6 +124,7 @@ def link_invite(
             session=session,
             identity=ctx.identity,
             invitation_in=InvitationCreate(contract=contract, expires_in_days=days),
+            api_url=ctx.settings.public_url or None,
         )
         session.commit()
     typer.echo(token)
@@ -140,7 +141,10 @@ def link_accept(token: Annotated[str, typer.Argument(help="the invitation token"
     with Session(ctx.engine) as session:
         try:
             link = link_service.accept_invitation(
-                session=session, identity=ctx.identity, token=token
+                session=session,
+                identity=ctx.identity,
+                token=token,
+                api_url=ctx.settings.public_url or None,
             )
         except AccountError as exc:
             console.print(f"[red]cannot accept:[/] {exc.detail}")

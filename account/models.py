@@ -1,5 +1,6 @@
 """Every table of the node, imported in one place so ``create_all`` sees them all."""
 
+from account.attachments.models import Attachment
 from account.delegations.models import Delegation
 from account.links.models import Invitation, Link
 from account.messaging.models import InboxMessage, OutboxMessage, RejectedInbound
@@ -8,6 +9,7 @@ from account.users.models import ApiKey, User
 
 __all__ = [
     "ApiKey",
+    "Attachment",
     "Comment",
     "Delegation",
     "InboxMessage",

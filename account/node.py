@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from account.attachments import federation as attachment_federation
 from account.context import Identity, NodeContext
 from account.messaging import inbox
 from account.messaging.relay import OutboxRelay
@@ -41,13 +42,22 @@ class NodeRuntime:
         self.identities: Mapping[str, Identity] = {ctx.account_id: ctx.identity}
         self.counters: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._fetcher: asyncio.Task[None] | None = None
         ctx.wake_relay = self.relay.wake
         ctx.status["broker"] = "connecting"
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name="tix-supervisor")
+        self._fetcher = asyncio.create_task(
+            attachment_federation.fetch_loop(self.ctx.engine, self.ctx.identity, self.ctx.settings),
+            name="tix-attachment-fetcher",
+        )
 
     async def stop(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._fetcher
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -109,6 +119,7 @@ class NodeRuntime:
                 engine=self.ctx.engine,
                 identities=self.identities,
                 max_skew=timedelta(seconds=self.ctx.settings.max_clock_skew_seconds),
+                settings=self.ctx.settings,
             )
         except Exception as exc:  # the database is away or locked: try again later
             log.exception("inbox failed on message %s", delivery.message_id)

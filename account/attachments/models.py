@@ -29,7 +29,7 @@ class Attachment(SQLModel, table=True):
     attachment_id: str = Field(index=True, max_length=36)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     filename: str = Field(max_length=200)
-    content_type: str = Field(max_length=100)
+    content_type: str = Field(max_length=255)
     size: int
     sha256: str = Field(index=True, max_length=64)
     visibility: str = Field(default="partner", max_length=10)

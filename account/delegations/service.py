@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from account.attachments import service as attachment_service
+from account.config import Settings
 from account.context import Identity
 from account.delegations import chain
 from account.delegations.models import Delegation, DelegationCreate
@@ -545,6 +547,7 @@ def apply(
     delegation: Delegation,
     message_type: str,
     body: Any,
+    settings: Settings | None = None,
 ) -> None:
     """Apply a partner's message about an existing delegation (checks already passed)."""
     handler = _APPLIERS.get((delegation.role, message_type))
@@ -554,7 +557,10 @@ def apply(
         raise RejectedMessage(
             "wrong_direction", f"{message_type} on a {delegation.role} delegation"
         )
-    handler(session, identity, delegation, body)
+    if message_type in _NEEDS_SETTINGS:
+        handler(session, identity, delegation, body, settings)
+    else:
+        handler(session, identity, delegation, body)
     delegation.updated_at = utcnow()
     session.add(delegation)
     session.flush()
@@ -659,6 +665,20 @@ def _comment(session: Session, identity: Identity, d: Delegation, body: m.Ticket
     )
     if created is not None:  # not a repeat: pass it along the chain
         forward_comment(session=session, identity=identity, ticket=ticket, body=body, source=d)
+
+
+def _attachment(
+    session: Session,
+    identity: Identity,
+    d: Delegation,
+    body: m.TicketAttachment,
+    settings: Settings | None,
+) -> None:
+    if settings is None:
+        raise RejectedMessage("not_applicable", "this receiver keeps no attachments")
+    attachment_service.apply_attachment(
+        session=session, identity=identity, delegation=d, body=body, settings=settings
+    )
 
 
 def _down_recall(
@@ -786,12 +806,17 @@ _APPLIERS: dict[tuple[str, str], Any] = {
     ("out", "ticket.status"): _up_status,
     ("out", "ticket.comment"): _comment,
     ("in", "ticket.comment"): _comment,
+    ("out", "ticket.attachment"): _attachment,
+    ("in", "ticket.attachment"): _attachment,
     ("in", "delegation.recall"): _down_recall,
     ("in", "ticket.update"): _down_update,
     ("in", "resolution.confirm"): _down_confirm,
     ("in", "resolution.rework"): _down_rework,
     ("in", "rating"): _down_rating,
 }
+
+# Appliers that also take the node's settings (blob store, size limits).
+_NEEDS_SETTINGS = frozenset({"ticket.attachment"})
 
 # Messages whose body is state, gated by ``seq``; the others are idempotent by their own ids.
 STATEFUL_TYPES = frozenset(

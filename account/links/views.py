@@ -20,7 +20,10 @@ def create_invitation(
     ctx: ContextDep, session: SessionDep, user: AdminUser, invitation_in: InvitationCreate
 ) -> InvitationCreated:
     invitation, token = link_service.create_invitation(
-        session=session, identity=ctx.identity, invitation_in=invitation_in
+        session=session,
+        identity=ctx.identity,
+        invitation_in=invitation_in,
+        api_url=ctx.settings.public_url or None,
     )
     commit(session, ctx)
     return InvitationCreated(
@@ -36,7 +39,10 @@ def accept_invitation(
     ctx: ContextDep, session: SessionDep, user: AdminUser, accept_in: InvitationAccept
 ) -> dict[str, Any]:
     link = link_service.accept_invitation(
-        session=session, identity=ctx.identity, token=accept_in.token
+        session=session,
+        identity=ctx.identity,
+        token=accept_in.token,
+        api_url=ctx.settings.public_url or None,
     )
     commit(session, ctx)
     return link_service.to_public(link)

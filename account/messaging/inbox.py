@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from account.config import Settings
 from account.context import Identity
 from account.delegations import service as delegation_service
 from account.delegations.models import Delegation
@@ -65,6 +66,7 @@ def receive(
     identities: Mapping[str, Identity],
     max_skew: timedelta = timedelta(minutes=5),
     max_bytes: int = MAX_MESSAGE_BYTES,
+    settings: Settings | None = None,
 ) -> Received:
     """Check and apply one raw envelope; never raises for a bad message."""
     opened: Opened | None = None
@@ -72,7 +74,7 @@ def receive(
         opened = open_envelope(data, max_bytes=max_bytes)
         with Session(engine, expire_on_commit=False) as session:
             try:
-                outcome = _check_and_apply(session, opened, identities, max_skew)
+                outcome = _check_and_apply(session, opened, identities, max_skew, settings)
             except (AccountError, ValidationError) as exc:
                 # Authentic and well-formed, but it cannot apply here (a state or a value our
                 # own rules refuse): deterministic, so reject it now instead of retrying.
@@ -99,7 +101,11 @@ def receive(
 
 
 def _check_and_apply(
-    session: Session, opened: Opened, identities: Mapping[str, Identity], max_skew: timedelta
+    session: Session,
+    opened: Opened,
+    identities: Mapping[str, Identity],
+    max_skew: timedelta,
+    settings: Settings | None = None,
 ) -> str:
     env = opened.envelope
     identity = identities.get(env.to)
@@ -131,7 +137,7 @@ def _check_and_apply(
         session.add(delegation)
         outcome = "applied"
     else:
-        outcome = _apply_delegation_message(session, identity, link, opened)
+        outcome = _apply_delegation_message(session, identity, link, opened, settings)
     session.add(
         InboxMessage(
             account_id=identity.account_id,
@@ -235,7 +241,7 @@ def _apply_link_message(session: Session, identity: Identity, link: Link, opened
 
 
 def _apply_delegation_message(
-    session: Session, identity: Identity, link: Link, opened: Opened
+    session: Session, identity: Identity, link: Link, opened: Opened, settings: Settings | None
 ) -> str:
     env = opened.envelope
     delegation = session.exec(
@@ -258,6 +264,7 @@ def _apply_delegation_message(
         delegation=delegation,
         message_type=env.type,
         body=opened.body,
+        settings=settings,
     )
     return "applied"
 

@@ -81,6 +81,7 @@ class NodeProcess:
             TIX_DATA_DIR=str(self.workdir / self.account_id),
             TIX_DATABASE_URL=self.database_url,
             TIX_AMQP_URL=self.amqp_url,
+            TIX_PUBLIC_URL=f"http://127.0.0.1:{self.port}",
             TIX_RELAY_POLL_SECONDS="0.1",
             TIX_RELAY_MAX_BACKOFF_SECONDS="2",
             TIX_LOG_LEVEL="INFO",
