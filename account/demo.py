@@ -269,7 +269,18 @@ async def _play(nodes: list[DemoNode], *, serve: bool, workdir: Path) -> int:
         await gc.call("POST", f"/api/v1/tickets/{numbers[0]}/status", json={"status": "closed"})
         stamps["confirmed"] = time.monotonic()
 
-    chain = await gc.call("GET", f"/api/v1/tickets/{numbers[0]}/chain")
+    async def settled() -> Any:
+        tree = await gc.call("GET", f"/api/v1/tickets/{numbers[0]}/chain")
+        statuses: list[str] = []
+        stack = list(tree["delegations"])
+        while stack:
+            node = stack.pop()
+            statuses.append(node["status"])
+            stack.extend(node["delegations"])
+        return tree if len(statuses) == len(nodes) - 1 and set(statuses) == {"closed"} else None
+
+    with console.status("waiting for the last roll-ups…"):
+        chain = await _eventually("the chain to settle at the GC", settled)
     _print_chain(chain, nodes)
     _print_timings(stamps, nodes, started)
     if serve:
