@@ -127,7 +127,7 @@ class NodeRuntime:
             if delivery.delivery_count + 1 >= DELIVERY_LIMIT:
                 # The broker would dead-letter the next failure without a word; record it
                 # with its reason first, so the operator sees it with the other rejections.
-                reason = f"retry_exhausted: {type(exc).__name__}: {exc}"[:300]
+                reason = f"{type(exc).__name__}: {exc}"[:300]
                 await asyncio.to_thread(
                     inbox.record_rejection,
                     self.ctx.engine,

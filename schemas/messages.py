@@ -164,6 +164,7 @@ class TicketComment(WireModel):
     body: LongText
     visibility: Visibility = "partner"
     created_at: Instant
+    origin_level: Annotated[int, Field(ge=0, le=32)] | None = None
 
 
 class TicketAttachment(WireModel):
@@ -182,6 +183,7 @@ class TicketAttachment(WireModel):
     visibility: Visibility = "partner"
     uploaded_by: ShortText | None = None
     created_at: Instant | None = None
+    origin_level: Annotated[int, Field(ge=0, le=32)] | None = None
 
 
 class SlaEvent(WireModel):

@@ -33,7 +33,8 @@ class Attachment(SQLModel, table=True):
     size: int
     sha256: str = Field(index=True, max_length=64)
     visibility: str = Field(default="partner", max_length=10)
-    uploaded_by: str = Field(default="", max_length=200)
+    uploaded_by: str = Field(default="", max_length=500)
+    origin_level: int | None = None
     source_account: str | None = Field(default=None, max_length=63)
     source_delegation_id: int | None = Field(default=None, foreign_key="delegation.id")
     stored: bool = Field(default=False, index=True)

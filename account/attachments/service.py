@@ -24,9 +24,10 @@ from account.attachments.content import normalise_content_type, sanitise_filenam
 from account.attachments.models import Attachment, AttachmentIn
 from account.config import Settings
 from account.context import Identity
+from account.delegations import chain
 from account.delegations.models import Delegation
 from account.errors import Invalid, NotFound
-from account.links.models import Link
+from account.links.models import Contract, Link
 from account.messaging import outbox
 from account.tickets import service as ticket_service
 from account.tickets import states
@@ -103,7 +104,7 @@ def create(
         size=attachment_in.size,
         sha256=attachment_in.sha256,
         visibility=attachment_in.visibility,
-        uploaded_by=actor[:200],
+        uploaded_by=actor[:500],
         stored=True,
     )
     session.add(row)
@@ -158,6 +159,7 @@ def to_message(*, settings: Settings, attachment: Attachment) -> m.TicketAttachm
         visibility="public" if attachment.visibility == "public" else "partner",
         uploaded_by=attachment.uploaded_by or None,
         created_at=instant(attachment.created_at),
+        origin_level=attachment.origin_level,
     )
 
 
@@ -185,13 +187,28 @@ def send(
         )
         .order_by(col(Delegation.id))
     ).all()
-    body: m.TicketAttachment | None = None
+    body = to_message(settings=settings, attachment=attachment)
+    if attachment.source_account is None:  # ours: say which company it comes from
+        who = f"{attachment.uploaded_by or 'unknown'} ({identity.label})"[:500]
+        body = body.model_copy(update={"uploaded_by": who, "origin_level": ticket.depth})
+    from_below = (
+        attachment.source_account is not None
+        and attachment.source_account != ticket.upstream_account
+    )
     sent = 0
     for delegation in targets:
         if delegation.delegation_id == exclude_delegation_id:
             continue
-        body = body or to_message(settings=settings, attachment=attachment)
-        if _enqueue(session, identity, delegation, body):
+        out = body
+        if delegation.role == "in" and from_below:
+            link = session.get(Link, delegation.link_id)
+            policy = Contract.model_validate(link.contract if link else {}).disclose_subcontractors
+            origin = body.origin_level if body.origin_level is not None else ticket.depth + 1
+            shown = chain.author_upstream(
+                policy, body.uploaded_by, origin_level=origin, forwarder=identity.label[:500]
+            )
+            out = body.model_copy(update={"uploaded_by": shown})
+        if _enqueue(session, identity, delegation, out):
             sent += 1
     return sent
 
@@ -279,7 +296,8 @@ def apply_attachment(
         size=body.size,
         sha256=body.sha256,
         visibility=body.visibility,
-        uploaded_by=(body.uploaded_by or peer)[:200],
+        uploaded_by=(body.uploaded_by or peer)[:500],
+        origin_level=body.origin_level,
         source_account=peer,
         source_delegation_id=delegation.id,
         stored=stored,

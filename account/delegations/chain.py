@@ -102,3 +102,14 @@ def walk(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(node)
         stack.extend(reversed(node.get("delegations", [])))
     return out
+
+
+def author_upstream(
+    policy: str, author: str | None, *, origin_level: int, forwarder: str
+) -> str | None:
+    """Who a comment or attachment from below appears to be from, past this upstream link."""
+    if policy == "anonymous":
+        return f"subcontractor, level {origin_level}"
+    if policy == "hidden":
+        return forwarder
+    return author

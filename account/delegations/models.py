@@ -28,7 +28,7 @@ class Delegation(SQLModel, table=True):
     state: str = Field(default="offered", index=True, max_length=20)
     remote_status: str | None = Field(default=None, max_length=20)
     remote_ref: str | None = Field(default=None, max_length=60)
-    remote_assignee_role: str | None = Field(default=None, max_length=20)
+    remote_assignee_role: str | None = Field(default=None, max_length=500)
     note: str = Field(default="", max_length=20_000)
     reason: str | None = Field(default=None, max_length=500)
     resolution: str | None = Field(default=None, max_length=20_000)

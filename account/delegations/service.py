@@ -102,8 +102,9 @@ def delegate(
     ticket: Ticket,
     delegation_in: DelegationCreate,
     actor: str,
+    settings: Settings | None = None,
 ) -> Delegation:
-    """Offer the ticket to a linked downstream partner."""
+    """Offer the ticket to a linked downstream partner (with its shareable attachments)."""
     if ticket.status in states.TERMINAL_TICKET or ticket.status in ("offered", "resolved"):
         raise Conflict(f"a {ticket.status} ticket cannot be delegated")
     upstream = incoming(session=session, ticket=ticket)
@@ -164,6 +165,10 @@ def delegate(
             note=delegation_in.note,
         ),
     )
+    if settings is not None:  # attachments made before the offer follow it
+        attachment_service.send_to_delegation(
+            session=session, identity=identity, settings=settings, delegation=delegation
+        )
     ticket_service.record(
         session=session,
         ticket=ticket,
@@ -443,6 +448,7 @@ def comment(
         body=created.body,
         visibility=comment_in.visibility,
         created_at=instant(created.created_at),
+        origin_level=ticket.depth,
     )
     forward_comment(session=session, identity=identity, ticket=ticket, body=body)
 
@@ -473,10 +479,11 @@ def forward_comment(
         out = body
         if d.role == "in" and source is not None and source.role == "out":
             policy = Contract.model_validate(link.contract).disclose_subcontractors
-            if policy == "anonymous":
-                out = body.model_copy(update={"author": f"subcontractor, level {ticket.depth + 1}"})
-            elif policy == "hidden":
-                out = body.model_copy(update={"author": identity.label[:500]})
+            origin = body.origin_level if body.origin_level is not None else ticket.depth + 1
+            author = chain.author_upstream(
+                policy, body.author, origin_level=origin, forwarder=identity.label[:500]
+            )
+            out = body.model_copy(update={"author": author or identity.label[:500]})
         _send(
             session=session,
             identity=identity,
@@ -699,7 +706,9 @@ def _down_recall(
         check=False,
     )
     for below in outgoing(session=session, ticket=ticket):
-        if below.state in states.OPEN_DELEGATION_STATES:
+        if below.state in states.OPEN_DELEGATION_STATES and _can_cascade(
+            session, ticket, below, "recall"
+        ):
             recall(
                 session=session,
                 identity=identity,
@@ -726,6 +735,24 @@ def _down_update(session: Session, identity: Identity, d: Delegation, body: m.Ti
         send_update(session=session, identity=identity, ticket=ticket, changes=changed)
 
 
+def _can_cascade(session: Session, ticket: Ticket, below: Delegation, action: str) -> bool:
+    """Whether a cascade may go on to ``below``; a suspended link holds it (and says so)."""
+    if _link(session, below).state == "active":
+        return True
+    ticket_service.record(
+        session=session,
+        ticket=ticket,
+        kind="cascade_held",
+        detail={
+            "action": action,
+            "delegation_id": below.delegation_id,
+            "partner": below.peer_account,
+            "reason": "the link is suspended; repeat the action after resuming it",
+        },
+    )
+    return False
+
+
 def _down_rating(session: Session, identity: Identity, d: Delegation, body: m.Rating) -> None:
     ticket = _ticket(session, d)
     ticket.rating, ticket.rating_comment = body.score, body.comment
@@ -746,7 +773,7 @@ def _down_confirm(
         session=session, ticket=ticket, target="closed", source_account=d.peer_account, check=False
     )
     for below in outgoing(session=session, ticket=ticket):
-        if below.state == "resolved":
+        if below.state == "resolved" and _can_cascade(session, ticket, below, "confirm"):
             confirm(
                 session=session,
                 identity=identity,
@@ -775,7 +802,7 @@ def _down_rework(
         check=False,
     )
     for below in outgoing(session=session, ticket=ticket):
-        if below.state == "resolved":
+        if below.state == "resolved" and _can_cascade(session, ticket, below, "rework"):
             rework(
                 session=session,
                 identity=identity,

@@ -32,6 +32,7 @@ def delegate(
         ticket=ticket,
         delegation_in=delegation_in,
         actor=user.username,
+        settings=ctx.settings,
     )
     commit(session, ctx)
     return delegation_service.to_public(session=session, delegation=delegation)

@@ -48,7 +48,7 @@ class Link(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     account_id: str = Field(index=True, max_length=63)
     peer_account: str = Field(index=True, max_length=63)
-    peer_label: str = Field(default="", max_length=200)
+    peer_label: str = Field(default="", max_length=500)
     direction: str = Field(max_length=10)  # downstream: we delegate to the peer; upstream
     state: str = Field(default="active", max_length=10)  # active | suspended
     suspended_by: str | None = Field(default=None, max_length=10)  # local | peer

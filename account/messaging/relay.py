@@ -17,6 +17,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -42,7 +43,17 @@ def _due(engine: Engine, limit: int) -> list[OutboxMessage]:
     with Session(engine, expire_on_commit=False) as session:
         waiting = (
             select(OutboxMessage.to_account)
-            .where(OutboxMessage.state == "pending", OutboxMessage.next_try_at > now)
+            .where(
+                # A row backing off, or given up on (``failed``: an operator must act), holds
+                # every later row to the same recipient.
+                or_(
+                    and_(
+                        col(OutboxMessage.state) == "pending",
+                        col(OutboxMessage.next_try_at) > now,
+                    ),
+                    col(OutboxMessage.state) == "failed",
+                )
+            )
             .distinct()
         )
         statement = (

@@ -52,7 +52,7 @@ class Comment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     comment_id: str = Field(index=True, max_length=36)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
-    author: str = Field(max_length=200)
+    author: str = Field(max_length=500)
     body: str = Field(max_length=20_000)
     visibility: str = Field(default="partner", max_length=10)
     source_account: str | None = Field(default=None, max_length=63)

@@ -50,10 +50,10 @@ def record(
     actor: str | None = None,
     detail: dict[str, Any] | None = None,
     source_account: str | None = None,
-    level: int = 0,
+    level: int | None = None,
     at: datetime | None = None,
 ) -> TicketEvent:
-    """Append one event to the ticket's timeline."""
+    """Append one event to the ticket's timeline (at the ticket's own level unless told)."""
     assert ticket.id is not None
     event = TicketEvent(
         ticket_id=ticket.id,
@@ -61,7 +61,7 @@ def record(
         actor=actor,
         detail=detail,
         source_account=source_account,
-        level=level,
+        level=ticket.depth if level is None else level,
         at=at or utcnow(),
     )
     session.add(event)

@@ -82,3 +82,15 @@ def test_attachments_travel_down_by_digest_and_up_inline(nodes: NodeFactory) -> 
     photo = acme.client.get(f"/api/v1/tickets/{number}/attachments/{at_acme['id']}")
     assert photo.content == PNG
     assert acme.rejected() == [] and northwind.rejected() == [] and southwind.rejected() == []
+
+    # An attachment made before the ticket is delegated follows the offer.
+    second = acme.call("POST", "/api/v1/tickets", json={"title": "Door closer"})["number"]
+    acme.call(
+        "POST",
+        f"/api/v1/tickets/{second}/attachments",
+        files={"file": ("door.png", PNG, "image/png")},
+    )
+    nw_second = delegate_and_accept(acme, northwind, second)
+    early = eventually(lambda: stored(northwind, nw_second, png_digest), what="early photo")
+    assert early["filename"] == "door.png"
+    assert acme.rejected() == [] and northwind.rejected() == []

@@ -97,6 +97,20 @@ def test_four_levels_roll_up_with_disclosure_then_rework_and_recall_cascade(
     assert (3, "subcontractor, level 3") in from_chain
     assert {e["level"] for e in events if e["kind"] == "partner_status"} == {1}
 
+    # A comment from level 3 reaches the GC under the label its anonymity allows.
+    eastwood.call(
+        "POST",
+        f"/api/v1/tickets/{numbers[3]}/comments",
+        json={"body": "compressor was seized", "visibility": "partner"},
+    )
+    at_gc = eventually(
+        lambda: acme.call("GET", f"/api/v1/tickets/{first}/comments")["items"],
+        what="level-3 comment at the GC",
+    )
+    assert [(c["body"], c["author"]) for c in at_gc] == [
+        ("compressor was seized", "subcontractor, level 3")
+    ]
+
     # Nothing about the anonymous level reaches the GC: not its id, name or people.
     seen = json.dumps(
         [
