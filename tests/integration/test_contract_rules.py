@@ -40,7 +40,7 @@ def test_a_partner_may_not_pass_on_a_ticket_whose_contract_forbids_sub_delegatio
         net.drain_fifo()
         net.delegate("mid", mid_free, "leaf")
         net.drain_fifo()
-        assert net.rejected() == {name: [] for name in ("gc", "mid", "leaf", "other")}
+        assert not any(net.rejected().values())
 
 
 def test_a_ticket_outside_the_contracts_categories_cannot_be_delegated(tmp_path: Path) -> None:
