@@ -299,7 +299,10 @@ def test_small_attachment_travels_inline_down_the_chain_and_back_up(chain: Chain
     for node in (chain.northwind, chain.southwind):
         [row] = attachments(node)
         assert row.stored and row.filename == "meter.png" and row.sha256 == body.sha256
-        assert row.uploaded_by == f"Eve Engineer ({chain.acme.identity.label})" and row.source_account != node.account_id
+        assert (
+            row.uploaded_by == f"Eve Engineer ({chain.acme.identity.label})"
+            and row.source_account != node.account_id
+        )
         assert attachment_service.blob_store(node.settings).read(row.sha256) == PNG
     with Session(chain.southwind.engine) as session:
         events = session.exec(select(TicketEvent).where(TicketEvent.kind == "attachment")).all()
