@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.nodes import MACHINE_AMQP_URL, NodeFactory, NodeProcess, delete_queues, run_id
-from tests.support.private_broker import skip_or_fail
+from tests.support.private_broker import PrivateBroker, free_port, skip_or_fail
 
 
 def _amqp_answers(url: str) -> bool:
@@ -59,3 +63,20 @@ def nodes(amqp_url: str, tmp_path: Path) -> Iterator[NodeFactory]:
     for node in started:
         node.close()
     delete_queues(amqp_url, [node.account_id for node in started])
+
+
+@pytest.fixture
+def private_broker() -> Iterator[PrivateBroker]:
+    """A private RabbitMQ node on free ports (never the machine's broker on 5672)."""
+    if os.geteuid() != 0 or shutil.which("rabbitmq-server") is None:
+        skip_or_fail("a private RabbitMQ node needs rabbitmq-server and root (to chown its dir)")
+    run_dir = Path(tempfile.mkdtemp(prefix="tix-faults-broker-", dir="/tmp"))
+    broker = PrivateBroker(
+        run_dir, f"tixft{uuid.uuid4().hex[:8]}@localhost", free_port(), free_port()
+    )
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,32 +17,13 @@ from exchange.transport import Delivery, Outcome
 from tests.support.private_broker import (
     MACHINE_PORT,
     PrivateBroker,
-    free_port,
     machine_amqp_url,
     port_open,
-    skip_or_fail,
 )
 
 WAIT = 60.0
 
 pytestmark = pytest.mark.needs_rabbitmq
-
-
-@pytest.fixture
-def private_broker() -> Iterator[PrivateBroker]:
-    """A started private node on free ports; stopped and removed afterwards."""
-    if os.geteuid() != 0 or shutil.which("rabbitmq-server") is None:
-        skip_or_fail("a private RabbitMQ node needs rabbitmq-server and root (to chown its dir)")
-    # Not pytest's tmp_path: its parents are 0700, and the node runs as user rabbitmq.
-    run_dir = Path(tempfile.mkdtemp(prefix="tix-private-broker-", dir="/tmp"))
-    broker = PrivateBroker(
-        run_dir, f"tixpb{uuid.uuid4().hex[:8]}@localhost", free_port(), free_port()
-    )
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

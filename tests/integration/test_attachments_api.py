@@ -29,20 +29,12 @@ from account.users import service as user_service
 from account.users import views as user_views
 from account.users.models import UserCreate
 from exchange.signing import generate_key
-from tests.support.db import BACKENDS, clear_tables, database_url, engine_for
+from tests.support.db import clear_tables
 
 MAX = 4096
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(100)
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + b"0" * 50
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    with database_url(request.param, tmp_path_factory.mktemp("db")) as url, engine_for(url) as eng:
-        yield eng
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from account.links.models import Link
 from account.tickets.models import Ticket
 from exchange.clock import aware, utcnow
 from exchange.signing import generate_key
-from tests.support.db import BACKENDS, clear_tables, database_url, engine_for
+from tests.support.db import clear_tables
 from tests.support.private_broker import free_port
 
 CONTENT = b"%PDF-1.7\n" + bytes(range(256)) * 40
@@ -72,14 +72,6 @@ class World:
             "max_bytes": 1024 * 1024,
         }
         federation.fetch_blob(**(kwargs | overrides))
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    with database_url(request.param, tmp_path_factory.mktemp("db")) as url, engine_for(url) as eng:
-        yield eng
 
 
 def owner_app(ctx: NodeContext) -> FastAPI:

@@ -21,20 +21,12 @@ from account.users import service as user_service
 from account.users.models import UserCreate
 from account.users.views import router
 from exchange.signing import generate_key
-from tests.support.db import BACKENDS, clear_tables, database_url, engine_for
+from tests.support.db import clear_tables
 
 NODE = "acme"
 SECRET = b"x" * 48
 MAX_BODY = 4096
 ADMIN = ("root", "root-password-1")
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    with database_url(request.param, tmp_path_factory.mktemp("db")) as url, engine_for(url) as eng:
-        yield eng
 
 
 def build_context(engine: Engine, data_dir: Path, account_id: str = NODE) -> NodeContext:

@@ -24,17 +24,9 @@ from account.tickets.models import Ticket
 from account.users import service as user_service
 from account.users.models import UserCreate
 from exchange.signing import generate_key
-from tests.support.db import BACKENDS, clear_tables, database_url, engine_for
+from tests.support.db import clear_tables
 
 ADMIN = ("root", "root-password-1")
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    with database_url(request.param, tmp_path_factory.mktemp("db")) as url, engine_for(url) as eng:
-        yield eng
 
 
 @pytest.fixture
