@@ -23,10 +23,12 @@ node_app = typer.Typer(help="Set up and run an account node.", no_args_is_help=T
 keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
 link_app = typer.Typer(help="Partnership links.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Rejected and dead-lettered messages.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Messages waiting to leave this node.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
 app.add_typer(link_app, name="link")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(outbox_app, name="outbox")
 
 console = Console()
 
@@ -220,6 +222,49 @@ def dlq_replay(limit: Annotated[int, typer.Option()] = 100) -> None:
             await transport.close()
 
     console.print(f"replayed {asyncio.run(run())} message(s) into tix.inbox.{settings.account_id}")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    state: Annotated[str, typer.Option(help="pending | sent | failed")] = "pending",
+    limit: Annotated[int, typer.Option()] = 50,
+) -> None:
+    """Show outbox rows with their tries and last error."""
+    from account.bootstrap import build_context
+    from account.messaging.models import OutboxMessage
+    from exchange.clock import instant
+
+    ctx = build_context(_settings())
+    with Session(ctx.engine) as session:
+        rows = session.exec(
+            select(OutboxMessage)
+            .where(OutboxMessage.state == state)
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+        ).all()
+    table = Table(title=f"{state} outbox rows of {ctx.account_id}")
+    for column in ("created", "to", "type", "tries", "last error", "message id"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            instant(r.created_at),
+            r.to_account,
+            r.type,
+            str(r.tries),
+            r.last_error or "",
+            r.message_id,
+        )
+    console.print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry() -> None:
+    """Put given-up (failed) rows back in line; the running node sends them in order."""
+    from account.bootstrap import build_context
+    from account.messaging.relay import retry_failed
+
+    ctx = build_context(_settings())
+    console.print(f"{retry_failed(ctx.engine)} failed row(s) back to pending")
 
 
 @app.command("demo")

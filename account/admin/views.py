@@ -9,6 +9,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from account.deps import AdminUser, ContextDep, SessionDep
+from account.messaging import relay
 from account.messaging.models import OutboxMessage, RejectedInbound
 from exchange.clock import instant
 
@@ -80,3 +81,11 @@ def outbox(
         for r in rows
     ]
     return {"items": items, "counts": counts, "total": sum(counts.values())}
+
+
+@router.post("/outbox/retry")
+def retry_outbox(ctx: ContextDep, user: AdminUser) -> dict[str, int]:
+    """Try every given-up (``failed``) outbox row again, in order."""
+    count = relay.retry_failed(ctx.engine)
+    ctx.wake_relay()
+    return {"retried": count}

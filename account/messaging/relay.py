@@ -182,3 +182,15 @@ def pending_count(engine: Engine) -> int:
     with Session(engine) as session:
         statement = select(func.count()).where(OutboxMessage.state == "pending")
         return int(session.exec(statement).one())
+
+
+def retry_failed(engine: Engine) -> int:
+    """Put every ``failed`` row back to ``pending`` for the relay to try now; return how many."""
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxMessage).where(OutboxMessage.state == "failed")).all()
+        for row in rows:
+            row.state = "pending"
+            row.next_try_at = utcnow()
+            session.add(row)
+        session.commit()
+        return len(rows)

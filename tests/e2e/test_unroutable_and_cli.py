@@ -90,6 +90,9 @@ def test_operators_link_nodes_and_read_rejections_with_the_cli(
     assert "replayed 1 message" in replayed
     eventually(lambda: len(acme.rejected()) == 2, what="the replayed message rejected again")
 
+    assert "0 failed row(s) back to pending" in tix(acme, "outbox", "retry")
+    assert "link.accept" in tix(northwind, "outbox", "list", "--state", "sent")
+
     key = tmp_path / "spare.key"
     out = tix(acme, "keys", "generate", "--out", str(key))
     assert "created" in out and stat.S_IMODE(key.stat().st_mode) == 0o600

@@ -37,7 +37,7 @@ from account.links import service as link_service
 from account.links.models import Contract, ContractPatch, InvitationCreate, Link, LinkPatch
 from account.messaging import inbox, outbox
 from account.messaging.models import InboxMessage, OutboxMessage, RejectedInbound
-from account.messaging.relay import OutboxRelay
+from account.messaging.relay import OutboxRelay, retry_failed
 from account.tickets import service as ticket_service
 from account.tickets.models import Comment, CommentCreate, Ticket, TicketCreate, TicketEvent
 from exchange.clock import aware, instant, utcnow
@@ -602,3 +602,31 @@ def test_a_partial_contract_patch_keeps_the_other_contract_fields(up: Node, down
     assert contract == agreed.model_copy(update={"auto_accept": True})
     assert link_row(up, link_id).state == "active"
     assert pending_rows(up) == [], "contract changes stay local"
+
+
+def set_state(node: Node, row_id: int, state: str) -> None:
+    with session_scope(node.engine) as session:
+        row = session.get(OutboxMessage, row_id)
+        assert row is not None
+        row.state = state
+        session.add(row)
+
+
+async def test_a_failed_row_holds_its_recipient_until_an_operator_retries_it(up: Node) -> None:
+    broker = InProcessBroker()
+    transport = InProcessTransport(broker)
+    await transport.connect()
+    await transport.declare_inbox("x")
+    relay = OutboxRelay(up.engine, transport, poll_seconds=0.05, max_backoff=1.0)
+    r1, r2 = (enqueue_comment(up, "x", text) for text in ("r1", "r2"))
+    set_state(up, r1[0], "failed")  # as the relay leaves a row still unroutable after a day
+
+    await relay.drain_once()
+    assert broker.ready_count("x") == 0, "r2 may depend on r1: it waits behind the failed row"
+    assert outbox_row(up, r2[0]).state == "pending"
+
+    assert retry_failed(up.engine) == 1
+    await relay.drain_once()
+    assert await consumed(transport, "x", 2) == [r1[1], r2[1]]
+    assert retry_failed(up.engine) == 0
+    await transport.close()
