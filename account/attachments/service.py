@@ -234,16 +234,15 @@ def _enqueue(
     link = session.get(Link, delegation.link_id)
     if link is None or link.state != "active":
         return False  # nothing crosses a suspended link
-    assert delegation.id is not None
-    seq = outbox.next_seq(session, Delegation, delegation.id)
-    outbox.enqueue(
+    outbox.enqueue_next(
         session=session,
         identity=identity,
+        counter=Delegation,
+        row_id=delegation.id,
         to=delegation.peer_account,
         link_id=delegation.link_id,
         message_type="ticket.attachment",
         subject=delegation.delegation_id,
-        seq=seq,
         body=body,
     )
     delegation.updated_at = utcnow()

@@ -23,7 +23,6 @@ from account.links import service as link_service
 from account.links.models import Contract, Link
 from account.messaging import outbox
 from account.messaging.models import OutboxMessage
-from account.messaging.outbox import next_seq
 from account.tickets import service as ticket_service
 from account.tickets import states
 from account.tickets.models import CommentCreate, ContactIn, ServiceObjectIn, Ticket, TicketCreate
@@ -79,15 +78,15 @@ def _send(
         raise Conflict(f"the link to {link.peer_account} is {link.state}")
     delegation.updated_at = utcnow()
     session.add(delegation)
-    seq = next_seq(session, Delegation, delegation.id)
-    outbox.enqueue(
+    outbox.enqueue_next(
         session=session,
         identity=identity,
+        counter=Delegation,
+        row_id=delegation.id,
         to=delegation.peer_account,
         link_id=delegation.link_id,
         message_type=message_type,
         subject=delegation.delegation_id,
-        seq=seq,
         body=body,
     )
 

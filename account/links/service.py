@@ -322,15 +322,15 @@ def patch(*, session: Session, identity: Identity, link: Link, patch_in: LinkPat
         link.state = patch_in.state
         link.suspended_by = "local" if patch_in.state == "suspended" else None
         session.add(link)
-        seq = outbox.next_seq(session, Link, link.id)
-        outbox.enqueue(
+        outbox.enqueue_next(
             session=session,
             identity=identity,
+            counter=Link,
+            row_id=link.id,
             to=link.peer_account,
             link_id=link.id,
             message_type="link.suspend",
             subject=link.id,
-            seq=seq,
             body=LinkSuspend(suspended=patch_in.state == "suspended"),
         )
     link.updated_at = utcnow()

@@ -66,3 +66,29 @@ def next_seq(session: Session, table: Any, row_id: Any) -> int:
         .returning(table.seq_out)
     )
     return int(session.execute(statement).scalar_one())
+
+
+def enqueue_next(
+    *,
+    session: Session,
+    identity: Identity,
+    counter: Any,
+    row_id: Any,
+    to: str,
+    link_id: str,
+    message_type: str,
+    subject: str,
+    body: WireModel,
+) -> OutboxMessage:
+    """Take the next ``seq`` of ``counter``'s row (a link or a delegation), then enqueue."""
+    seq = next_seq(session, counter, row_id)
+    return enqueue(
+        session=session,
+        identity=identity,
+        to=to,
+        link_id=link_id,
+        message_type=message_type,
+        subject=subject,
+        seq=seq,
+        body=body,
+    )
