@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # This node's base URL as partners reach it (carried in invitations and link.accept); ""
     # means partners cannot fetch large attachments from us.
     public_url: str = ""
+    # Logging: level name and format ("json": one object a line with ticket/delegation/message
+    # ids and the trace id where known; see account/observability/logs.py).
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("account_id")
     @classmethod
