@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from datetime import timedelta
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
@@ -39,7 +38,10 @@ class NodeRuntime:
             poll_seconds=ctx.settings.relay_poll_seconds,
             max_backoff=ctx.settings.relay_max_backoff_seconds,
         )
-        self.identities: Mapping[str, Identity] = {ctx.account_id: ctx.identity}
+        self.identities: dict[str, Identity] = {ctx.account_id: ctx.identity}
+        # Runs in the inbox transaction of every applied message (``inbox.receive``).
+        self.on_applied: inbox.AppliedHook | None = None
+        self._rehost = asyncio.Event()
         self.counters: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._fetcher: asyncio.Task[None] | None = None
@@ -63,6 +65,11 @@ class NodeRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         await self.transport.close()
+
+    def host(self, identity: Identity) -> None:
+        """Host one more account: reconnect so its inbox is declared and consumed too."""
+        self.identities[identity.account_id] = identity
+        self._rehost.set()
 
     async def _connect(self) -> None:
         async for attempt in AsyncRetrying(
@@ -89,14 +96,22 @@ class NodeRuntime:
                     for account_id in self.identities
                 ]
                 tasks.append(asyncio.create_task(self.relay.run()))
+                rehost = asyncio.create_task(self._rehost.wait())
                 try:
-                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        [*tasks, rehost], return_when=asyncio.FIRST_COMPLETED
+                    )
                     for task in done:
                         task.result()
                 finally:
-                    for task in tasks:
+                    for task in (*tasks, rehost):
                         task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
+                    await asyncio.gather(*tasks, rehost, return_exceptions=True)
+                if self._rehost.is_set():  # a newly hosted account: connect again at once
+                    self._rehost.clear()
+                    with contextlib.suppress(Exception):
+                        await self.transport.close()
+                    continue
             except asyncio.CancelledError:
                 raise
             except TransportUnavailable as exc:
@@ -120,6 +135,7 @@ class NodeRuntime:
                 identities=self.identities,
                 max_skew=timedelta(seconds=self.ctx.settings.max_clock_skew_seconds),
                 settings=self.ctx.settings,
+                on_applied=self.on_applied,
             )
         except Exception as exc:  # the database is away or locked: try again later
             log.exception("inbox failed on message %s", delivery.message_id)

@@ -19,7 +19,7 @@ changes nothing: bodies are state, so a later message already carried everything
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -49,6 +49,10 @@ log = logging.getLogger("tix.inbox")
 RAW_KEEP_BYTES = 64 * 1024
 
 
+# Called with the inbox's session, the receiving identity and the opened message.
+AppliedHook = Callable[[Session, Identity, Opened], None]
+
+
 @dataclass(frozen=True)
 class Received:
     """What became of one inbound message: ``applied``, ``stale``, ``duplicate`` or ``rejected``."""
@@ -67,14 +71,22 @@ def receive(
     max_skew: timedelta = timedelta(minutes=5),
     max_bytes: int = MAX_MESSAGE_BYTES,
     settings: Settings | None = None,
+    on_applied: AppliedHook | None = None,
 ) -> Received:
-    """Check and apply one raw envelope; never raises for a bad message."""
+    """Check and apply one raw envelope; never raises for a bad message.
+
+    ``on_applied`` runs inside the transaction of an applied message, after its effect and
+    before the commit (an adapter's durable side effects, e.g. a mail queued for a hosted
+    account); what it writes commits or rolls back with the message.
+    """
     opened: Opened | None = None
     try:
         opened = open_envelope(data, max_bytes=max_bytes)
         with Session(engine, expire_on_commit=False) as session:
             try:
                 outcome = _check_and_apply(session, opened, identities, max_skew, settings)
+                if outcome == "applied" and on_applied is not None:
+                    on_applied(session, identities[opened.envelope.to], opened)
             except (AccountError, ValidationError) as exc:
                 # Authentic and well-formed, but it cannot apply here (a state or a value our
                 # own rules refuse): deterministic, so reject it now instead of retrying.

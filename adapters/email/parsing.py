@@ -57,7 +57,8 @@ SenderProblem = Literal["no_sender", "ambiguous_sender", "invalid_sender"]
 
 _MAX_REFERENCES = 50
 _MAX_HOPS = 30
-_SUBJECT_TAG = re.compile(r"\[([A-Za-z][A-Za-z0-9]{0,15}-[0-9]{1,9})\]")
+# A ticket number: the account id in capitals (letters, digits, dashes), a dash, digits.
+_SUBJECT_TAG = re.compile(r"\[([A-Za-z][A-Za-z0-9-]{0,62}-[0-9]{1,9})\]")
 _AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoreply-From", "X-Mail-Autoreply")
 _AUTO_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
 _AUTO_SUBJECT = re.compile(

@@ -1,0 +1,20 @@
+"""The ``tix`` command with the adapters: ``account.cli`` plus ``tix adapter …``.
+
+The console script points here, the top layer, so ``account`` never imports ``adapters``. It also
+lets the demo use an e-mail participant as its last level (``account.demo.register_leaf``).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from account.cli import app
+from adapters.email.cli import email_app
+
+adapter_app = typer.Typer(help="Adapters for partners without a node.", no_args_is_help=True)
+adapter_app.add_typer(email_app, name="email")
+app.add_typer(adapter_app, name="adapter")
+
+
+def main() -> None:
+    app()

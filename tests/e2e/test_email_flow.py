@@ -1,0 +1,200 @@
+"""E-mail participants end to end: an upstream node process over the machine's RabbitMQ, an
+adapter process hosting the participant, a real SMTP server as the participants' mailboxes,
+replies by SMTP to the adapter's listener and by IMAP from a real Dovecot mailbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.mail import (
+    AdapterProcess,
+    Received,
+    SmtpSink,
+    reply_to,
+    send_mail,
+)
+from tests.support.nodes import NodeFactory, NodeProcess, delete_queues, eventually, run_id
+
+BOSS = "boss@eastwood.example"
+OFFICE = "office@eastwood.example"
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+class Adapters:
+    def __init__(self, amqp_url: str, workdir: Path) -> None:
+        self.amqp_url = amqp_url
+        self.workdir = workdir
+        self.started: list[AdapterProcess] = []
+        self.hosted: list[str] = []
+
+    def make(self, name: str, mail_env: dict[str, str]) -> AdapterProcess:
+        adapter = AdapterProcess(
+            f"{name}-{run_id()}", self.workdir, amqp_url=self.amqp_url, mail_env=mail_env
+        )
+        adapter.init()
+        self.started.append(adapter)
+        adapter.start()
+        return adapter
+
+    def close(self) -> None:
+        for adapter in self.started:
+            adapter.close()
+        delete_queues(self.amqp_url, [a.account_id for a in self.started] + self.hosted)
+
+
+@pytest.fixture
+def adapters(amqp_url: str, tmp_path: Path) -> Iterator[Adapters]:
+    made = Adapters(amqp_url, tmp_path)
+    yield made
+    made.close()
+
+
+def invite_participant(
+    upstream: NodeProcess,
+    adapter: AdapterProcess,
+    adapters: Adapters,
+    *,
+    name: str = "Eastwood Electric",
+    emails: list[str] | None = None,
+    language: str = "en",
+) -> dict[str, Any]:
+    invite = upstream.call("POST", "/api/v1/links/invitations", json={"contract": {}})
+    participant: dict[str, Any] = adapter.call(
+        "POST",
+        "/api/v1/participants",
+        json={
+            "token": invite["token"],
+            "name": name,
+            "emails": emails or [BOSS, OFFICE],
+            "language": language,
+        },
+        expect=201,
+    )
+    adapters.hosted.append(participant["account_id"])
+
+    def linked() -> bool:
+        items = upstream.call("GET", "/api/v1/links")["items"]
+        return any(item["partner"] == participant["account_id"] for item in items)
+
+    eventually(linked, what="the upstream to see the participant's link.accept")
+    return participant
+
+
+def delegate(upstream: NodeProcess, partner: str, title: str = "ATM 0417 out of service") -> str:
+    ticket = upstream.call(
+        "POST",
+        "/api/v1/tickets",
+        json={
+            "title": title,
+            "description": "Card reader fault reported by the branch.",
+            "priority": "high",
+            "service_object": {"site": "Branch 12", "equipment": "ATM 0417"},
+        },
+    )
+    upstream.call(
+        "POST",
+        f"/api/v1/tickets/{ticket['number']}/delegations",
+        json={"partner": partner, "note": "please send an engineer"},
+    )
+    return str(ticket["number"])
+
+
+def mail_of(sink: SmtpSink, address: str, subject_part: str) -> Received:
+    def found() -> Received | None:
+        for message in sink.to(address):
+            if subject_part in str(message.message["Subject"]):
+                return message
+        return None
+
+    return eventually(found, what=f"a mail '{subject_part}' to {address}")
+
+
+def delegation_of(upstream: NodeProcess, number: str) -> dict[str, Any]:
+    result: dict[str, Any] = upstream.ticket(number)["delegations"][0]
+    return result
+
+
+def test_participant_gets_the_offer_by_mail_and_accepts_and_resolves_by_smtp_reply(
+    nodes: NodeFactory, adapters: Adapters, sink: SmtpSink
+) -> None:
+    acme = nodes("acme", label="ACME Vendor")
+    adapter = adapters.make("mailgw", {"TIX_SMTP_URL": sink.url})
+    participant = invite_participant(acme, adapter, adapters)
+    assert participant["name"] == "Eastwood Electric"
+    assert participant["emails"] == [BOSS, OFFICE]
+
+    welcome = mail_of(sink, BOSS, "Welcome")
+    assert welcome.rcpt_tos == (BOSS, OFFICE)
+    assert "ACCEPT" in welcome.text() and "RESOLVED <summary>" in welcome.text()
+
+    number = delegate(acme, participant["account_id"])
+    offer = mail_of(sink, BOSS, "New ticket")
+    msg = offer.message
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["X-Tix-Loop"] == adapter.account_id
+    reply_address = str(msg["Reply-To"])
+    assert reply_address.startswith("tix+") and reply_address.endswith("@mail.tix.test")
+    assert str(msg["Subject"]).startswith("[") and "ATM 0417 out of service" in str(
+        msg["Subject"]
+    )
+    assert msg.get_body(preferencelist=("html",)) is not None
+    assert "Card reader fault" in offer.text() and "please send an engineer" in offer.text()
+
+    accept = reply_to(offer, sender=BOSS, text="ACCEPT\nWe will be on site at 10.")
+    send_mail(adapter.smtp_listen_port, accept, BOSS, [reply_address])
+    eventually(
+        lambda: delegation_of(acme, number)["state"] == "accepted",
+        what="the upstream to see the e-mail accept",
+    )
+
+    def comment_arrived() -> bool:
+        comments = acme.call("GET", f"/api/v1/tickets/{number}/comments")["items"]
+        return any(
+            "on site at 10" in c["body"] and "via e-mail" in c["author"] for c in comments
+        )
+
+    eventually(comment_arrived, what="the participant's comment at the upstream")
+
+    photo = b"\x89PNG\r\n\x1a\n" + b"\x00" * 2000
+    resolved = reply_to(
+        offer,
+        sender=OFFICE,
+        text="RESOLVED Card reader replaced, tested OK.",
+        attachments=[("reader.png", "image/png", photo)],
+    )
+    send_mail(adapter.smtp_listen_port, resolved, OFFICE, [reply_address])
+    eventually(
+        lambda: delegation_of(acme, number)["state"] == "resolved",
+        what="the upstream to see the e-mail resolution",
+    )
+    assert delegation_of(acme, number)["resolution"] == "Card reader replaced, tested OK."
+
+    def attachment_arrived() -> bool:
+        items = acme.call("GET", f"/api/v1/tickets/{number}/attachments")["items"]
+        return any(a["filename"] == "reader.png" for a in items)
+
+    eventually(attachment_arrived, what="the photo at the upstream")
+
+    # The same reply again (a resend, an IMAP re-fetch): deduplicated by Message-ID.
+    send_mail(adapter.smtp_listen_port, resolved, OFFICE, [reply_address])
+    # A stranger replying to the thread changes nothing and gets one polite notice.
+    spoof = reply_to(offer, sender="mallory@evil.example", text="DECLINE no longer needed")
+    send_mail(adapter.smtp_listen_port, spoof, "mallory@evil.example", [reply_address])
+    notice = mail_of(sink, "mallory@evil.example", "not applied")
+    assert "Reply-To" not in notice.message or "+" not in str(notice.message["Reply-To"])
+    assert delegation_of(acme, number)["state"] == "resolved"
+
+    # The upstream confirms: the participant is told by mail.
+    acme.call("POST", f"/api/v1/delegations/{delegation_of(acme, number)['id']}/confirm", json={})
+    mail_of(sink, BOSS, "Resolution confirmed")
