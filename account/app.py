@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import func, text
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from account.admin import views as admin_views
@@ -18,11 +18,11 @@ from account.context import NodeContext
 from account.delegations import views as delegation_views
 from account.http_errors import install_error_handlers
 from account.links import views as link_views
-from account.messaging.models import OutboxMessage, RejectedInbound
 from account.node import NodeRuntime
+from account.observability import metrics as observability_metrics
+from account.observability.http import ObservabilityMiddleware
 from account.tickets import views as ticket_views
 from account.users import views as user_views
-from exchange.clock import aware, utcnow
 
 
 def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
@@ -51,11 +51,14 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
     app.include_router(attachment_views.router)
     app.include_router(attachment_federation.router)
     install_error_handlers(app)
+    node_metrics = observability_metrics.for_runtime(ctx.engine, ctx.status, runtime)
+    app.state.metrics = node_metrics
     app.add_middleware(
         attachment_views.BodyLimits,
         max_bytes=ctx.settings.max_body_bytes,
         upload_max_bytes=ctx.settings.attachment_max_bytes + attachment_views.MULTIPART_OVERHEAD,
     )
+    app.add_middleware(ObservabilityMiddleware, metrics=node_metrics)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
@@ -75,34 +78,7 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
-    def metrics() -> str:
-        with Session(ctx.engine) as session:
-            outbox = dict(
-                session.exec(
-                    select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
-                ).all()
-            )
-            oldest = session.exec(
-                select(func.min(OutboxMessage.created_at)).where(OutboxMessage.state == "pending")
-            ).one()
-            rejected = dict(
-                session.exec(
-                    select(RejectedInbound.reason, func.count()).group_by(RejectedInbound.reason)
-                ).all()
-            )
-        lines = []
-        for state, count in sorted(outbox.items()):
-            lines.append(f'tix_outbox_messages{{state="{state}"}} {count}')
-        for reason, count in sorted(rejected.items()):
-            lines.append(f'tix_messages_rejected_total{{reason="{reason}"}} {count}')
-        if runtime is not None:
-            for outcome, count in sorted(runtime.counters.items()):
-                lines.append(f'tix_messages_in_total{{outcome="{outcome}"}} {count}')
-            lines.append(f"tix_messages_out_total {runtime.relay.published}")
-        age = (utcnow() - aware(oldest)).total_seconds() if oldest else 0.0
-        lines.append(f"tix_outbox_oldest_pending_seconds {age:.3f}")
-        up = 1 if ctx.status.get("broker") == "up" else 0
-        lines.append(f"tix_broker_up {up}")
-        return "\n".join(lines) + "\n"
+    def metrics() -> Response:
+        return Response(node_metrics.render(), media_type=observability_metrics.CONTENT_TYPE)
 
     return app

@@ -10,6 +10,7 @@ from sqlmodel import Session
 from account.config import Settings, load_secret
 from account.context import Identity, NodeContext
 from account.db import create_tables, make_engine
+from account.observability.transport import ObservedTransport
 from account.users import service as user_service
 from exchange.signing import generate_key, load_key_file, write_key_file
 from exchange.transport import Transport
@@ -64,7 +65,7 @@ def build_transport(settings: Settings, broker: object | None = None) -> Transpo
 
         if not isinstance(broker, InProcessBroker):
             raise ValueError("the in-process transport needs a broker shared by the nodes")
-        return InProcessTransport(broker)
+        return ObservedTransport(InProcessTransport(broker))
     from exchange.amqp import AmqpTransport
 
-    return AmqpTransport(settings.amqp_url)
+    return ObservedTransport(AmqpTransport(settings.amqp_url))

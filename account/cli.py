@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -68,16 +66,19 @@ def node_serve(
     from account.app import create_app
     from account.bootstrap import build_context, build_transport
     from account.node import NodeRuntime
+    from account.observability import logs
 
-    logging.basicConfig(level=os.environ.get("TIX_LOG_LEVEL", "INFO"))
     settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
     if settings.transport == "inprocess":
         raise typer.BadParameter(
             "a served node talks to RabbitMQ; the in-process one is for tix demo"
         )
     ctx = build_context(settings)
     runtime = NodeRuntime(ctx, build_transport(settings))
-    uvicorn.run(create_app(ctx, runtime), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(ctx, runtime), host=host, port=port, log_level="warning", log_config=None
+    )
 
 
 @keys_app.command("generate")

@@ -26,6 +26,8 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    # W3C trace context sent as the AMQP ``traceparent`` header (account.observability.tracing).
+    traceparent: str | None = Field(default=None, max_length=55)
 
 
 class InboxMessage(SQLModel, table=True):

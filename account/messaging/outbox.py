@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from account.context import Identity
 from account.messaging.models import OutboxMessage
+from account.observability import tracing
 from exchange.envelopes import seal
 from schemas.common import WireModel
 
@@ -47,6 +48,7 @@ def enqueue(
         type=message_type,
         subject=subject,
         body=data,
+        traceparent=tracing.for_outbox(),
     )
     session.add(row)
     session.flush()

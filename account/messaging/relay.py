@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from account.messaging.models import OutboxMessage
+from account.observability import tracing
 from exchange.clock import aware, utcnow
 from exchange.errors import TransportError, TransportUnavailable, Unroutable
 from exchange.faults import crash_point
@@ -66,6 +67,13 @@ def _due(engine: Engine, limit: int) -> list[OutboxMessage]:
             .limit(limit)
         )
         return list(session.exec(statement).all())
+
+
+def _headers(row: OutboxMessage) -> dict[str, str]:
+    headers = {"x-tix-type": row.type, "x-tix-from": row.account_id}
+    if row.traceparent:
+        headers[tracing.HEADER] = row.traceparent
+    return headers
 
 
 def _mark_sent(engine: Engine, row_id: int) -> None:
@@ -149,7 +157,7 @@ class OutboxRelay:
                     to=row.to_account,
                     body=row.body,
                     message_id=row.message_id,
-                    headers={"x-tix-type": row.type, "x-tix-from": row.account_id},
+                    headers=_headers(row),
                 )
             except TransportUnavailable:
                 raise

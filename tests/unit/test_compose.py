@@ -15,6 +15,7 @@ import json
 import pkgutil
 import re
 import shlex
+import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -61,10 +62,18 @@ def _command_args(service: dict[str, Any]) -> list[str]:
 
 
 @cache
-def _cli() -> Any:
-    from account.cli import app
+def _tix_app() -> typer.Typer:
+    """The typer app behind the ``tix`` console script that pyproject.toml declares."""
+    target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["tix"]
+    module = importlib.import_module(target.split(":")[0])
+    app = module.app
+    assert isinstance(app, typer.Typer)
+    return app
 
-    return typer.main.get_command(app)
+
+@cache
+def _cli() -> Any:
+    return typer.main.get_command(_tix_app())
 
 
 def resolve_command(args: list[str]) -> tuple[Any, list[str]]:
@@ -73,8 +82,6 @@ def resolve_command(args: list[str]) -> tuple[Any, list[str]]:
     The options are then parsed by the real CLI with ``--help`` appended: an unknown option
     fails the parse (exit code 2) before help is shown, and nothing runs.
     """
-    from account.cli import app
-
     command = _cli()
     rest = list(args)
     path = ["tix"]
@@ -85,7 +92,7 @@ def resolve_command(args: list[str]) -> tuple[Any, list[str]]:
         assert sub is not None, f"`{' '.join([*path, name])}` is not a tix command"
         path.append(name)
         command = sub
-    result = CliRunner().invoke(app, [*args, "--help"])
+    result = CliRunner().invoke(_tix_app(), [*args, "--help"])
     assert result.exit_code == 0, f"`{' '.join(['tix', *args])}` does not parse: {result.output}"
     return command, rest
 
