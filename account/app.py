@@ -23,6 +23,7 @@ from account.observability import metrics as observability_metrics
 from account.observability.http import ObservabilityMiddleware
 from account.tickets import views as ticket_views
 from account.users import views as user_views
+from account.web.install import install as web_install
 
 
 def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
@@ -51,6 +52,7 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
     app.include_router(attachment_views.router)
     app.include_router(attachment_federation.router)
     install_error_handlers(app)
+    web_install(app)  # the web UI under /ui (account/web), and / → /ui/tickets
     node_metrics = observability_metrics.for_runtime(ctx.engine, ctx.status, runtime)
     app.state.metrics = node_metrics
     app.add_middleware(

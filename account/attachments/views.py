@@ -45,7 +45,7 @@ router = APIRouter(prefix="/api/v1/tickets", tags=["attachments"])
 
 # Room for the multipart framing and form fields around a file at the hard limit.
 MULTIPART_OVERHEAD = 64 * 1024
-_UPLOAD_PATH = re.compile(r"^/api/v1/tickets/[^/]+/attachments/?$")
+_UPLOAD_PATH = re.compile(r"^/(?:api/v1|ui)/tickets/[^/]+/attachments/?$")  # API and web UI
 _UPLOAD_FORM = {
     "requestBody": {
         "required": True,

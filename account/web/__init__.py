@@ -1,0 +1,1 @@
+"""The node's web UI: server-rendered pages under ``/ui`` (see docs/web-ui.md)."""

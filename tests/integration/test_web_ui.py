@@ -1,0 +1,483 @@
+"""The web UI of one node in-process (no broker), on SQLite and PostgreSQL.
+
+Cookie sessions (as strict as the API's tokens), CSRF on every form, errors as messages on the
+page, English and Russian, and the contact portal's scoping: another organisation's ticket is a
+404 page, internal comments never show, a contact comments publicly and rates.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from account import security
+from account.app import create_app
+from account.config import Settings
+from account.context import Identity, NodeContext
+from account.db import session_scope
+from account.tickets import service as ticket_service
+from account.tickets.models import Comment, CommentCreate, Ticket, TicketCreate
+from account.users import service as user_service
+from account.users.models import ApiKeyCreate, UserCreate, UserUpdate
+from exchange.signing import generate_key
+from tests.support.db import clear_tables
+
+PASSWORD = "password-123"
+SECRET = b"s" * 48
+
+
+@pytest.fixture
+def ctx(engine: Engine, tmp_path: Path) -> Iterator[NodeContext]:
+    clear_tables(engine)
+    settings = Settings(account_id="acme", data_dir=tmp_path)
+    identity = Identity(account_id="acme", label="ACME Vendor", key=generate_key())
+    with session_scope(engine) as session:
+        for name, role, org in (
+            ("root", "admin", None),
+            ("disp", "dispatcher", None),
+            ("eng", "engineer", None),
+            ("alice", "contact", "Bank North"),
+            ("bob", "contact", "Bank South"),
+        ):
+            user_service.create(
+                session=session,
+                user_in=UserCreate(
+                    username=name, password=PASSWORD, role=role, organisation=org, full_name=name
+                ),
+            )
+    yield NodeContext(settings=settings, engine=engine, identity=identity, secret=SECRET)
+    clear_tables(engine)
+
+
+@pytest.fixture
+async def client(ctx: NodeContext) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(ctx))
+    async with httpx.AsyncClient(transport=transport, base_url="http://acme.test") as http:
+        yield http
+
+
+def hidden(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no hidden field {name}"
+    return match.group(1)
+
+
+def flashes(html: str) -> list[str]:
+    return re.findall(r'<p class="flash \w+"[^>]*>([^<]*)</p>', html)
+
+
+async def login(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> str:
+    """Log in through the form; return the page CSRF token of the new session."""
+    form = await client.get("/ui/login")
+    assert form.status_code == 200
+    response = await client.post(
+        "/ui/login",
+        data={"username": username, "password": password, "csrf": hidden(form.text, "csrf")},
+    )
+    assert response.status_code == 303, response.text
+    page = await client.get("/ui/tickets/new")
+    assert page.status_code == 200
+    return hidden(page.text, "csrf")
+
+
+def make_ticket(engine: Engine, title: str, organisation: str | None) -> str:
+    with session_scope(engine) as session:
+        ticket = ticket_service.create(
+            session=session,
+            account_id="acme",
+            ticket_in=TicketCreate(title=title, organisation=organisation),
+        )
+        return ticket.number
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+async def test_pages_need_a_login_and_the_login_form_sets_a_strict_httponly_cookie(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/ui/tickets?status=open")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/login?next=%2Fui%2Ftickets%3Fstatus%3Dopen"
+    root = await client.get("/")
+    assert (root.status_code, root.headers["location"]) == (303, "/ui/tickets")
+
+    form = await client.get("/ui/login")
+    response = await client.post(
+        "/ui/login",
+        data={
+            "username": "disp",
+            "password": PASSWORD,
+            "csrf": hidden(form.text, "csrf"),
+            "next": "/ui/tickets?status=open",
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/tickets?status=open"
+    cookie = next(
+        c for c in response.headers.get_list("set-cookie") if c.startswith("tix_session=")
+    )
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
+    assert {"httponly", "samesite", "path"} <= attributes
+    assert "samesite=strict" in cookie.lower() and "path=/ui" in cookie.lower()
+    page = await client.get("/ui/tickets")
+    assert page.status_code == 200
+    assert "disp" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+async def test_wrong_password_or_missing_login_csrf_gives_no_session(
+    client: httpx.AsyncClient,
+) -> None:
+    form = await client.get("/ui/login")
+    token = hidden(form.text, "csrf")
+    wrong = await client.post(
+        "/ui/login", data={"username": "disp", "password": "nope-nope", "csrf": token}
+    )
+    assert wrong.status_code == 401
+    assert flashes(wrong.text) == ["Incorrect username or password."]
+    assert "tix_session" not in client.cookies
+
+    client.cookies.clear()
+    forged = await client.post(
+        "/ui/login", data={"username": "disp", "password": PASSWORD, "csrf": token}
+    )
+    assert forged.status_code == 403
+    assert "tix_session" not in client.cookies
+    assert (await client.get("/ui/tickets")).status_code == 303
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        pytest.param(lambda: "not-a-jwt", id="garbage"),
+        pytest.param(
+            lambda: security.create_access_token(
+                username="disp", role="admin", secret=SECRET, account_id="other", minutes=5
+            ),
+            id="another-node",
+        ),
+        pytest.param(
+            lambda: security.create_access_token(
+                username="disp", role="admin", secret=b"x" * 48, account_id="acme", minutes=5
+            ),
+            id="another-secret",
+        ),
+        pytest.param(
+            lambda: jwt.encode(
+                {
+                    "iss": "tix:acme",
+                    "aud": "tix:acme:api",
+                    "sub": "disp",
+                    "iat": int(time.time()) - 7200,
+                    "exp": int(time.time()) - 3600,
+                },
+                SECRET,
+                algorithm="HS256",
+                headers={"typ": "at+jwt"},
+            ),
+            id="expired",
+        ),
+        pytest.param(
+            lambda: jwt.encode(
+                {"iss": "tix:acme", "aud": "tix:acme:api", "sub": "disp", "iat": 1, "exp": 2**40},
+                SECRET,
+                algorithm="HS256",
+            ),
+            id="not-typed-as-access-token",
+        ),
+    ],
+)
+async def test_a_session_cookie_is_checked_as_strictly_as_an_api_token(
+    client: httpx.AsyncClient, make_token: object
+) -> None:
+    assert callable(make_token)
+    client.cookies.set("tix_session", make_token(), path="/ui")
+    response = await client.get("/ui/tickets")
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/ui/login")
+
+
+async def test_api_keys_do_not_pass_as_a_session_and_deactivated_users_are_out_at_once(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    with session_scope(ctx.engine) as session:
+        disp = user_service.get_by_username(session=session, username="disp")
+        assert disp is not None
+        _row, key = user_service.create_api_key(
+            session=session, user=disp, key_in=ApiKeyCreate(name="k")
+        )
+    client.cookies.set("tix_session", key, path="/ui")
+    assert (await client.get("/ui/tickets")).status_code == 303
+
+    client.cookies.clear()
+    await login(client, "disp")
+    assert (await client.get("/ui/tickets")).status_code == 200
+    with session_scope(ctx.engine) as session:
+        disp = user_service.get_by_username(session=session, username="disp")
+        assert disp is not None
+        user_service.update(session=session, user=disp, user_in=UserUpdate(active=False))
+    assert (await client.get("/ui/tickets")).status_code == 303
+
+
+async def test_logout_needs_the_csrf_token_and_clears_the_cookie(
+    client: httpx.AsyncClient,
+) -> None:
+    csrf = await login(client, "disp")
+    refused = await client.post("/ui/logout", data={})
+    assert refused.status_code == 403
+    assert (await client.get("/ui/tickets")).status_code == 200
+    out = await client.post("/ui/logout", data={"csrf": csrf})
+    assert (out.status_code, out.headers["location"]) == (303, "/ui/login")
+    assert "tix_session" not in client.cookies
+    assert (await client.get("/ui/tickets")).status_code == 303
+
+
+# -- CSRF -------------------------------------------------------------------------------------
+
+
+async def test_every_form_refuses_a_post_without_this_sessions_csrf_token(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    number = make_ticket(ctx.engine, "printer", None)
+    other = httpx.AsyncClient(transport=client._transport, base_url="http://acme.test")
+    async with other:
+        other_csrf = await login(other, "root")
+    csrf = await login(client, "disp")
+    posts = [
+        ("/ui/tickets/new", {"title": "forged"}),
+        (f"/ui/tickets/{number}/comments", {"body": "forged", "visibility": "public"}),
+        (f"/ui/tickets/{number}/status", {"status": "in_progress"}),
+        (f"/ui/tickets/{number}/delegate", {"partner": "someone"}),
+        ("/ui/links/invite", {}),
+        ("/ui/links/accept", {"token": "x" * 20}),
+    ]
+    for path, data in posts:
+        for token in (None, "", "A" * 43, other_csrf):
+            body = data | ({"csrf": token} if token is not None else {})
+            response = await client.post(path, data=body)
+            assert response.status_code == 403, (path, token)
+            assert "Refused" in response.text
+        as_json = await client.post(path, json=data | {"csrf": csrf})
+        assert as_json.status_code == 403, path
+    with Session(ctx.engine) as session:
+        assert session.exec(select(Ticket).where(Ticket.title == "forged")).first() is None
+        assert session.exec(select(Comment)).all() == []
+        ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
+        assert ticket.status == "new"
+
+    upload = await client.post(
+        f"/ui/tickets/{number}/attachments",
+        files={"file": ("a.txt", b"hello", "text/plain")},
+        data={"visibility": "partner"},
+    )
+    assert upload.status_code == 403
+
+    ok = await client.post(f"/ui/tickets/{number}/status", data={"csrf": csrf, "status": "open"})
+    assert ok.status_code == 303
+
+
+# -- errors as messages --------------------------------------------------------------------------
+
+
+async def test_refused_actions_come_back_as_messages_on_the_page(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    csrf = await login(client, "disp")
+    created = await client.post(
+        "/ui/tickets/new",
+        data={"csrf": csrf, "title": "ATM 0417 out of service", "priority": "high", "site": "B12"},
+    )
+    assert created.status_code == 303
+    url = created.headers["location"]
+    page = await client.get(url)
+    assert flashes(page.text) == [f"Ticket {url.rsplit('/', 1)[1]} created."]
+    assert "B12" in page.text
+
+    bad = await client.post(url + "/status", data={"csrf": csrf, "status": "closed"})
+    assert bad.status_code == 303
+    page = await client.get(url)
+    assert flashes(page.text) == ["cannot move a ticket from new to closed"]
+    assert "Traceback" not in page.text
+    again = await client.get(url)
+    assert flashes(again.text) == [], "a message shows once"
+
+    delegate = await client.post(url + "/delegate", data={"csrf": csrf, "partner": "nobody"})
+    assert delegate.status_code == 303
+    assert flashes((await client.get(url)).text) == ["no link to nobody"]
+
+    empty = await client.post("/ui/tickets/new", data={"csrf": csrf, "title": ""})
+    assert empty.status_code == 400
+    assert "title" in flashes(empty.text)[0]
+
+    missing = await client.get("/ui/tickets/ACME-999")
+    assert missing.status_code == 404
+    assert "Not found" in missing.text
+    assert (await client.get("/ui/no/such/page")).status_code == 404
+
+
+async def test_engineers_cannot_take_dispatcher_actions(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    number = make_ticket(ctx.engine, "lift", None)
+    csrf = await login(client, "eng")
+    response = await client.post(
+        f"/ui/tickets/{number}/delegate", data={"csrf": csrf, "partner": "northwind"}
+    )
+    assert response.status_code == 303
+    assert flashes((await client.get(f"/ui/tickets/{number}")).text) == [
+        "not allowed for your role"
+    ]
+    assert (await client.get("/ui/links")).status_code == 404
+
+
+# -- i18n -------------------------------------------------------------------------------------
+
+
+async def test_russian_from_the_browser_preference_the_switch_and_its_cookie(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    english = await client.get("/ui/login")
+    assert "Log in" in english.text and english.headers["content-language"] == "en"
+    russian = await client.get("/ui/login", headers={"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"})
+    assert "Войти" in russian.text and russian.headers["content-language"] == "ru"
+
+    switch = await client.get("/ui/lang/ru", params={"next": "/ui/login"})
+    assert (switch.status_code, switch.headers["location"]) == (303, "/ui/login")
+    assert client.cookies.get("tix_lang") == "ru"
+    await login(client, "disp")
+    number = make_ticket(ctx.engine, "kassa", None)
+    page = await client.get(f"/ui/tickets/{number}")
+    assert "Комментарии" in page.text and "новая" in page.text
+    assert page.headers["content-language"] == "ru"
+
+    for evil in ("//evil.example/x", "https://evil.example/", "/ui\\@evil", "/api/v1/tickets"):
+        bounce = await client.get("/ui/lang/en", params={"next": evil})
+        assert bounce.headers["location"] == "/ui/tickets", evil
+    unknown = await client.get("/ui/lang/xx", params={"next": "/ui/tickets"})
+    assert unknown.status_code == 303
+    assert client.cookies.get("tix_lang") == "en"
+
+
+# -- the contact portal -------------------------------------------------------------------------
+
+
+async def test_a_contact_sees_only_their_organisation_public_comments_and_can_comment_and_rate(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    mine = make_ticket(ctx.engine, "North ATM jammed", "Bank North")
+    theirs = make_ticket(ctx.engine, "South vault door", "Bank South")
+    with session_scope(ctx.engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == mine)).one()
+        for body, visibility in (
+            ("we are on it", "public"),
+            ("partner only note", "partner"),
+            ("internal gossip", "internal"),
+        ):
+            ticket_service.add_comment(
+                session=session,
+                ticket=ticket,
+                comment_in=CommentCreate(body=body, visibility=visibility),  # type: ignore[arg-type]
+                author="disp",
+            )
+        ticket_service.set_status(session=session, ticket=ticket, target="resolved", note="fixed")
+
+    csrf = await login(client, "alice")
+    listing = await client.get("/ui/tickets")
+    assert "North ATM jammed" in listing.text
+    assert "South vault door" not in listing.text
+    other = await client.get(f"/ui/tickets/{theirs}")
+    assert other.status_code == 404
+    assert "South vault door" not in other.text
+    assert (await client.get(f"/ui/tickets/{theirs}/chain")).status_code == 404
+    forged = await client.post(
+        f"/ui/tickets/{theirs}/comments", data={"csrf": csrf, "body": "hi", "visibility": "public"}
+    )
+    assert forged.status_code == 404
+
+    page = await client.get(f"/ui/tickets/{mine}")
+    assert "we are on it" in page.text
+    assert "partner only note" not in page.text and "internal gossip" not in page.text
+    assert 'id="chain"' not in page.text, "contacts do not see the chain"
+    assert 'name="visibility" value="public"' in page.text
+
+    internal = await client.post(
+        f"/ui/tickets/{mine}/comments", data={"csrf": csrf, "body": "x", "visibility": "internal"}
+    )
+    assert internal.status_code == 303
+    assert flashes((await client.get(f"/ui/tickets/{mine}")).text) == [
+        "contacts write public comments only"
+    ]
+    said = await client.post(
+        f"/ui/tickets/{mine}/comments",
+        data={"csrf": csrf, "body": "thanks, works now", "visibility": "public"},
+    )
+    assert said.status_code == 303
+    rated = await client.post(
+        f"/ui/tickets/{mine}/rating", data={"csrf": csrf, "score": "4", "comment": "quick"}
+    )
+    assert rated.status_code == 303
+    page = await client.get(f"/ui/tickets/{mine}")
+    assert "thanks, works now" in page.text
+    assert "★★★★☆" in page.text
+    with Session(ctx.engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == mine)).one()
+        assert (ticket.rating, ticket.rating_comment) == (4, "quick")
+        other_ticket = session.exec(select(Ticket).where(Ticket.number == theirs)).one()
+        assert other_ticket.rating is None
+
+
+async def test_a_contact_creates_tickets_for_their_own_organisation_only(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    csrf = await login(client, "bob")
+    created = await client.post(
+        "/ui/tickets/new",
+        data={"csrf": csrf, "title": "Vault alarm", "organisation": "Bank North"},
+    )
+    assert created.status_code == 303
+    with Session(ctx.engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.title == "Vault alarm")).one()
+        assert ticket.organisation == "Bank South"
+
+
+# -- attachments --------------------------------------------------------------------------------
+
+
+async def test_upload_and_download_an_attachment_with_its_visibility(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    number = make_ticket(ctx.engine, "photo please", "Bank North")
+    csrf = await login(client, "disp")
+    for name, visibility in (("public.txt", "public"), ("partner.txt", "partner")):
+        response = await client.post(
+            f"/ui/tickets/{number}/attachments",
+            data={"csrf": csrf, "visibility": visibility},
+            files={"file": (name, f"content of {name}".encode(), "text/plain")},
+        )
+        assert response.status_code == 303
+        assert flashes((await client.get(f"/ui/tickets/{number}")).text) == ["File uploaded."]
+    page = (await client.get(f"/ui/tickets/{number}")).text
+    pattern = r'href="(/ui/tickets/[^"]+/attachments/[^"]+)"[^>]*>([^<]+)<'
+    links = {name: path for path, name in re.findall(pattern, page)}
+    assert set(links) == {"public.txt", "partner.txt"}
+    download = await client.get(links["partner.txt"])
+    assert download.content == b"content of partner.txt"
+    assert download.headers["x-content-type-options"] == "nosniff"
+    assert "attachment" in download.headers["content-disposition"]
+
+    client.cookies.clear()
+    await login(client, "alice")
+    page = (await client.get(f"/ui/tickets/{number}")).text
+    assert "public.txt" in page and "partner.txt" not in page
+    assert (await client.get(links["partner.txt"])).status_code == 404
+    assert (await client.get(links["public.txt"])).content == b"content of public.txt"
