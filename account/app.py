@@ -22,6 +22,7 @@ from account.node import NodeRuntime
 from account.observability import metrics as observability_metrics
 from account.observability.http import ObservabilityMiddleware
 from account.tickets import views as ticket_views
+from account.tmf import views as tmf_views
 from account.users import views as user_views
 from account.web.install import install as web_install
 
@@ -51,6 +52,7 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(attachment_views.router)
     app.include_router(attachment_federation.router)
+    app.include_router(tmf_views.router)  # TMF621 facade (account/tmf)
     install_error_handlers(app)
     web_install(app)  # the web UI under /ui (account/web), and / → /ui/tickets
     node_metrics = observability_metrics.for_runtime(ctx.engine, ctx.status, runtime)

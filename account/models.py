@@ -5,6 +5,7 @@ from account.delegations.models import Delegation
 from account.links.models import Invitation, Link
 from account.messaging.models import InboxMessage, OutboxMessage, RejectedInbound
 from account.tickets.models import Comment, Ticket, TicketEvent
+from account.tmf.models import TmfCursor, TmfHub, TmfNotification, TmfTicketInfo
 from account.users.models import ApiKey, User
 
 __all__ = [
@@ -19,5 +20,9 @@ __all__ = [
     "RejectedInbound",
     "Ticket",
     "TicketEvent",
+    "TmfCursor",
+    "TmfHub",
+    "TmfNotification",
+    "TmfTicketInfo",
     "User",
 ]
