@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     relay_poll_seconds: float = Field(default=0.5, gt=0)
     relay_max_backoff_seconds: float = Field(default=30.0, gt=0)
+    # How often the SLA scheduler looks for checks that fell due (account/sla/scheduler.py).
+    sla_tick_seconds: float = Field(default=1.0, gt=0, le=3600)
     # Attachments: content up to ``attachment_inline_bytes`` travels inside the message (the
     # envelope cap of 256 KiB bounds it), larger content is fetched by digest from the partner;
     # nothing over ``attachment_max_bytes`` is accepted, uploaded or fetched.

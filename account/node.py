@@ -19,6 +19,7 @@ from account.attachments import federation as attachment_federation
 from account.context import Identity, NodeContext
 from account.messaging import inbox
 from account.messaging.relay import OutboxRelay
+from account.sla.scheduler import SlaScheduler
 from account.tmf import notifier as tmf_notifier
 from exchange.errors import TransportUnavailable
 from exchange.faults import crash_point
@@ -46,7 +47,14 @@ class NodeRuntime:
         self.counters: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._fetcher: asyncio.Task[None] | None = None
+        self._sla_task: asyncio.Task[None] | None = None
         self._tmf_task: asyncio.Task[None] | None = None
+        self.sla = SlaScheduler(
+            ctx.engine,
+            self.identities,
+            tick=ctx.settings.sla_tick_seconds,
+            wake_relay=self.relay.wake,
+        )
         ctx.wake_relay = self.relay.wake
         ctx.status["broker"] = "connecting"
 
@@ -56,6 +64,7 @@ class NodeRuntime:
             attachment_federation.fetch_loop(self.ctx.engine, self.ctx.identity, self.ctx.settings),
             name="tix-attachment-fetcher",
         )
+        self._sla_task = asyncio.create_task(self.sla.run(), name="tix-sla-scheduler")
         self._tmf_task = asyncio.create_task(tmf_notifier.serve(self.ctx), name="tix-tmf")
 
     async def stop(self) -> None:
@@ -63,6 +72,10 @@ class NodeRuntime:
             self._tmf_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._tmf_task
+        if self._sla_task is not None:
+            self._sla_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sla_task
         if self._fetcher is not None:
             self._fetcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -140,7 +140,7 @@ class ChainNode(WireModel):
     accepted_at: Instant | None = None
     resolved_at: Instant | None = None
     due: Due | None = None
-    sla_state: Literal["ok", "at_risk", "breached"] = "ok"
+    sla_state: Literal["none", "ok", "met", "at_risk", "breached"] = "ok"
     delegations: list[ChainNode] = Field(default_factory=list, max_length=200)
 
 
@@ -187,11 +187,19 @@ class TicketAttachment(WireModel):
 
 
 class SlaEvent(WireModel):
+    """Up the chain: a clock at ``level`` passed 75 % (warning) or 100 % (breach) of its target.
+
+    ``delegation`` is the delegation whose clock it is and ``partner`` / ``partner_label`` the
+    company that held it, as far as each link on the way up discloses them.
+    """
+
     event_id: Uuid
     kind: Literal["warning", "breach"]
     clock: Literal["response", "resolution"]
     level: Annotated[int, Field(ge=0, le=32)]
     partner: AccountId | None = None
+    partner_label: ShortText | None = None
+    delegation: Uuid | None = None
     due_at: Instant
     at: Instant
 

@@ -31,6 +31,9 @@ class DelegationView:
     accepted_at: datetime | None
     resolved_at: datetime | None
     subtree: list[dict[str, Any]]
+    response_by: datetime | None = None
+    resolve_by: datetime | None = None
+    sla_state: str = "none"
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -50,8 +53,10 @@ def node_of(view: DelegationView) -> dict[str, Any]:
         "offered_at": _when(view.offered_at),
         "accepted_at": _when(view.accepted_at),
         "resolved_at": _when(view.resolved_at),
-        "due": None,
-        "sla_state": "ok",
+        "due": {"response_by": _when(view.response_by), "resolve_by": _when(view.resolve_by)}
+        if view.response_by or view.resolve_by
+        else None,
+        "sla_state": view.sla_state,
         "delegations": view.subtree,
     }
 
@@ -88,7 +93,7 @@ def api_node(node: dict[str, Any]) -> dict[str, Any]:
         "accepted_at": node.get("accepted_at"),
         "resolved_at": node.get("resolved_at"),
         "due": due,
-        "sla": {"state": node.get("sla_state", "ok")},
+        "sla": {"state": node.get("sla_state", "none")},
         "delegations": [api_node(child) for child in node.get("delegations", [])],
     }
 

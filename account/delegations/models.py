@@ -41,6 +41,16 @@ class Delegation(SQLModel, table=True):
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    # SLA (account/sla/service.py): the contract's policy when the offer was made, the history
+    # the clocks read (holds as [start, end|null], reworks as [resolved_at, reworked_at], RFC 3339
+    # strings), and what the last evaluation found; the scheduler wakes at ``sla_next_check_at``.
+    sla_policy: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    sla_holds: list[list[str | None]] = Field(default_factory=list, sa_column=Column(JSON))
+    sla_reworks: list[list[str]] = Field(default_factory=list, sa_column=Column(JSON))
+    response_due_at: datetime | None = None
+    resolve_due_at: datetime | None = None
+    sla_state: str = Field(default="none", max_length=10)
+    sla_next_check_at: datetime | None = Field(default=None, index=True)
 
 
 class DelegationCreate(BaseModel):

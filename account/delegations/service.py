@@ -9,6 +9,7 @@ is well-formed and authentic but makes no sense here.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -23,11 +24,12 @@ from account.links import service as link_service
 from account.links.models import Contract, Link
 from account.messaging import outbox
 from account.messaging.models import OutboxMessage
+from account.sla import service as sla_service
 from account.tickets import service as ticket_service
 from account.tickets import states
 from account.tickets.models import CommentCreate, ContactIn, ServiceObjectIn, Ticket, TicketCreate
 from account.users import service as user_service
-from exchange.clock import instant, parse_instant, utcnow
+from exchange.clock import aware, instant, parse_instant, utcnow
 from exchange.errors import RejectedMessage
 from schemas import messages as m
 
@@ -78,6 +80,7 @@ def _send(
         raise Conflict(f"the link to {link.peer_account} is {link.state}")
     delegation.updated_at = utcnow()
     session.add(delegation)
+    sla_service.refresh_ticket(session=session, ticket=_ticket(session, delegation))
     outbox.enqueue_next(
         session=session,
         identity=identity,
@@ -87,6 +90,19 @@ def _send(
         link_id=delegation.link_id,
         message_type=message_type,
         subject=delegation.delegation_id,
+        body=body,
+    )
+
+
+def send(
+    *, session: Session, identity: Identity, delegation: Delegation, message_type: str, body: Any
+) -> None:
+    """Queue a message about a delegation to its partner (the link must be active)."""
+    _send(
+        session=session,
+        identity=identity,
+        delegation=delegation,
+        message_type=message_type,
         body=body,
     )
 
@@ -136,8 +152,16 @@ def delegate(
         state="offered",
         note=delegation_in.note,
     )
+    sla_service.start(delegation=delegation, link=link)
     session.add(delegation)
     session.flush()
+    sla_service.refresh(session=session, delegation=delegation, priority=ticket.priority)
+    due = None
+    if delegation.response_due_at or delegation.resolve_due_at:
+        due = m.Due(
+            response_by=instant(delegation.response_due_at) if delegation.response_due_at else None,
+            resolve_by=instant(delegation.resolve_due_at) if delegation.resolve_due_at else None,
+        )
     requester = None
     if contract.share_requester_contacts and ticket.requester:
         requester = m.Contact.model_validate(ticket.requester)
@@ -162,6 +186,7 @@ def delegate(
             chain_id=ticket.chain_id,
             depth=ticket.depth + 1,
             note=delegation_in.note,
+            due=due,
         ),
     )
     if settings is not None:  # attachments made before the offer follow it
@@ -175,6 +200,20 @@ def delegate(
         actor=actor,
         detail={"partner": link.peer_account, "delegation_id": delegation.delegation_id},
     )
+    if delegation.delegation_id in sla_service.squeezed(upstream, [delegation]):
+        assert upstream is not None and upstream.resolve_due_at and delegation.resolve_due_at
+        ticket_service.record(
+            session=session,
+            ticket=ticket,
+            kind="sla_squeeze",
+            actor=actor,
+            detail={
+                "delegation_id": delegation.delegation_id,
+                "partner": link.peer_account,
+                "our_resolve_by": instant(upstream.resolve_due_at),
+                "their_resolve_by": instant(delegation.resolve_due_at),
+            },
+        )
     if ticket.status == "new":
         ticket_service.set_status(session=session, ticket=ticket, target="open", actor=actor)
     roll_up(session=session, identity=identity, ticket=ticket)
@@ -226,6 +265,9 @@ def rework(
     if not reason:
         raise Invalid("a rework needs a reason")
     delegation.state = "in_progress"
+    sla_service.record_rework(
+        delegation=delegation, resolved_at=delegation.resolved_at, at=utcnow()
+    )
     delegation.resolved_at = None
     delegation.reason = reason
     _send(
@@ -377,6 +419,9 @@ def subtree_for(*, session: Session, ticket: Ticket) -> list[dict[str, Any]]:
             accepted_at=d.accepted_at,
             resolved_at=d.resolved_at,
             subtree=list(d.subtree or []),
+            response_by=d.response_due_at,
+            resolve_by=d.resolve_due_at,
+            sla_state=d.sla_state,
         )
         nodes.append(chain.node_of(view))
     return nodes
@@ -393,17 +438,23 @@ def _assignee_role(session: Session, ticket: Ticket) -> str | None:
 def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str = "") -> None:
     """Tell our upstream our status and our subtree, as its link's contract discloses it."""
     delegation = incoming(session=session, ticket=ticket)
-    if delegation is None or ticket.status == "offered":
+    if (
+        delegation is None
+        or ticket.status == "offered"
+        or delegation.state in ("declined", "recalled")
+    ):
+        sla_service.refresh_ticket(session=session, ticket=ticket)
         return
-    if delegation.state in ("declined", "recalled"):
-        return
+    sla_service.observe_status(delegation=delegation, status=ticket.status, at=ticket.updated_at)
     link = _link(session, delegation)
     if link.state != "active":
+        sla_service.refresh_ticket(session=session, ticket=ticket)
         return  # nothing crosses a suspended link; resuming it rolls the current state up
     contract = Contract.model_validate(link.contract)
     new_state = states.delegation_state_for(ticket.status, delegation.state)
     delegation.state = new_state
     delegation.resolved_at = ticket.resolved_at if new_state in ("resolved", "confirmed") else None
+    sla_service.refresh_ticket(session=session, ticket=ticket)
     subtree = chain.disclose(
         subtree_for(session=session, ticket=ticket), contract.disclose_subcontractors
     )
@@ -496,7 +547,13 @@ def forward_comment(
 
 
 def apply_offer(
-    *, session: Session, identity: Identity, link: Link, subject: str, body: m.DelegationOffer
+    *,
+    session: Session,
+    identity: Identity,
+    link: Link,
+    subject: str,
+    body: m.DelegationOffer,
+    offered_at: datetime | None = None,
 ) -> Delegation:
     if link.direction != "upstream":
         raise RejectedMessage("wrong_direction", "offers come from an upstream")
@@ -539,8 +596,13 @@ def apply_offer(
         remote_ref=snap.ref,
         note=body.note,
     )
+    # The clocks start when the offer was sent (its signed time, never later than now), so
+    # both ends count from the same instant.
+    sent = min(aware(offered_at), utcnow()) if offered_at is not None else None
+    sla_service.start(delegation=delegation, link=link, offered_at=sent)
     session.add(delegation)
     session.flush()
+    sla_service.refresh_ticket(session=session, ticket=ticket)
     if Contract.model_validate(link.contract).auto_accept:
         accept(session=session, identity=identity, ticket=ticket, actor="auto-accept")
     return delegation
@@ -569,6 +631,7 @@ def apply(
         handler(session, identity, delegation, body)
     delegation.updated_at = utcnow()
     session.add(delegation)
+    sla_service.refresh_ticket(session=session, ticket=_ticket(session, delegation))
     session.flush()
 
 
@@ -622,6 +685,7 @@ def _up_status(session: Session, identity: Identity, d: Delegation, body: m.Tick
     d.remote_assignee_role = body.assignee_role
     if body.accepted_at:
         d.accepted_at = parse_instant(body.accepted_at)
+    sla_service.observe_status(delegation=d, status=body.status, at=parse_instant(body.changed_at))
     d.state = states.delegation_state_for(body.status, d.state)
     if body.status in ("resolved", "closed"):
         d.resolved_at = parse_instant(body.resolved_at or body.changed_at)
@@ -789,6 +853,9 @@ def _down_rework(
     if d.state in states.TERMINAL_DELEGATION_STATES:
         return
     d.state = "in_progress"
+    sla_service.record_rework(
+        delegation=d, resolved_at=d.resolved_at, at=parse_instant(body.requested_at)
+    )
     d.resolved_at = None
     d.reason = body.reason
     ticket = _ticket(session, d)
@@ -893,6 +960,13 @@ def to_public(*, session: Session, delegation: Delegation) -> dict[str, Any]:
         "offered_at": instant(delegation.offered_at),
         "accepted_at": instant(delegation.accepted_at) if delegation.accepted_at else None,
         "resolved_at": instant(delegation.resolved_at) if delegation.resolved_at else None,
+        "due": {
+            "response_by": instant(delegation.response_due_at)
+            if delegation.response_due_at
+            else None,
+            "resolve_by": instant(delegation.resolve_due_at) if delegation.resolve_due_at else None,
+        },
+        "sla": {"state": delegation.sla_state},
     }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as ApiField
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from account.sla.clocks import SlaPolicy
 from exchange.clock import utcnow
 
 Disclosure = Literal["named", "anonymous", "hidden"]
@@ -25,7 +26,27 @@ class Contract(BaseModel):
     allow_subdelegation: bool = True
     auto_accept: bool = False
     categories: list[str] = ApiField(default_factory=list, max_length=100)
-    sla: dict[str, Any] = ApiField(default_factory=dict)
+    sla: dict[str, Any] = ApiField(
+        default_factory=dict,
+        description=(
+            'SLA policy: {"calendar": {"time_zone", "weekly": {"mon": [["09:00", "17:00"]]},'
+            ' "holidays": ["2026-12-25"]}, "targets": {"high": {"response_minutes": 30,'
+            ' "resolution_minutes": 480}}, "rework": "restart"|"continue"}; no calendar means'
+            " 24x7 UTC; {} for no SLA"
+        ),
+    )
+
+    @field_validator("sla")
+    @classmethod
+    def _sla(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _valid_sla(value)
+
+
+def _valid_sla(value: dict[str, Any]) -> dict[str, Any]:
+    """An SLA policy in its normal form (``{}`` for none); a bad one is a clear 422."""
+    if not value:
+        return {}
+    return SlaPolicy.from_dict(value).to_dict()
 
 
 class Invitation(SQLModel, table=True):
@@ -111,6 +132,11 @@ class ContractPatch(BaseModel):
     auto_accept: bool | None = None
     categories: list[str] | None = ApiField(default=None, max_length=100)
     sla: dict[str, Any] | None = None
+
+    @field_validator("sla")
+    @classmethod
+    def _sla(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _valid_sla(value)
 
 
 class LinkPatch(BaseModel):

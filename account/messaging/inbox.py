@@ -36,8 +36,9 @@ from account.errors import AccountError
 from account.links import service as link_service
 from account.links.models import Link
 from account.messaging.models import InboxMessage, RejectedInbound
+from account.sla import flows as sla_flows
 from exchange.canonical import MAX_MESSAGE_BYTES
-from exchange.clock import aware, utcnow
+from exchange.clock import aware, parse_instant, utcnow
 from exchange.envelopes import Opened, check_signature, check_skew, open_envelope
 from exchange.errors import RejectedMessage
 from exchange.faults import crash_point
@@ -143,7 +144,12 @@ def _check_and_apply(
     elif env.type == "delegation.offer":
         assert isinstance(opened.body, m.DelegationOffer)
         delegation = delegation_service.apply_offer(
-            session=session, identity=identity, link=link, subject=env.subject, body=opened.body
+            session=session,
+            identity=identity,
+            link=link,
+            subject=env.subject,
+            body=opened.body,
+            offered_at=parse_instant(env.sent_at),
         )
         delegation.seq_in = env.seq
         session.add(delegation)
@@ -270,6 +276,14 @@ def _apply_delegation_message(
         if env.seq <= delegation.seq_in:
             return "stale"
         delegation.seq_in = env.seq
+    if env.type == "sla.event":  # idempotent by its event id
+        if delegation.role != "out":
+            raise RejectedMessage("wrong_direction", "sla.event travels up the chain")
+        assert isinstance(opened.body, m.SlaEvent)
+        sla_flows.apply_event(
+            session=session, identity=identity, delegation=delegation, body=opened.body
+        )
+        return "applied"
     delegation_service.apply(
         session=session,
         identity=identity,

@@ -44,6 +44,9 @@ class Ticket(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None
+    # The worst SLA state of the ticket's own clocks, its delegations' and its chain below
+    # (none | ok | met | at_risk | breached); kept by account/sla/service.py for list filters.
+    sla_state: str = Field(default="none", index=True, max_length=10)
 
 
 class Comment(SQLModel, table=True):

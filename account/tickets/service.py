@@ -125,6 +125,7 @@ def list_visible(
     status: Sequence[str] = (),
     q: str | None = None,
     ticket_ids: Sequence[int] | None = None,
+    sla: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Ticket], int]:
@@ -134,6 +135,8 @@ def list_visible(
         statement = statement.where(col(Ticket.status).in_(list(status)))
     if ticket_ids is not None:
         statement = statement.where(col(Ticket.id).in_(list(ticket_ids)))
+    if sla is not None:
+        statement = statement.where(Ticket.sla_state == sla)
     if q:
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"

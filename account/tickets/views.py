@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
 from sqlmodel import Session, select
@@ -13,6 +13,8 @@ from account.delegations import service as delegation_service
 from account.delegations.models import Delegation
 from account.deps import ContextDep, CurrentUser, DispatcherUser, SessionDep, StaffUser, commit
 from account.errors import Forbidden
+from account.sla import flows as sla_flows
+from account.sla import service as sla_service
 from account.tickets import service as ticket_service
 from account.tickets import states
 from account.tickets.models import (
@@ -60,7 +62,9 @@ def ticket_public(session: Session, ticket: Ticket, user: User) -> dict[str, Any
         "chain_id": ticket.chain_id,
         "depth": ticket.depth,
         "upstream": upstream,
-        "sla": {},
+        "sla": sla_service.ticket_sla(session=session, ticket=ticket)
+        if user.role != "contact"
+        else {},
         "actions": _actions(ticket),
     }
     if user.role != "contact":
@@ -95,6 +99,10 @@ def list_tickets(
     status_: Annotated[list[str] | None, Query(alias="status", max_length=20)] = None,
     partner: Annotated[str | None, Query(max_length=63)] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
+    sla: Annotated[
+        Literal["at_risk", "breached"] | None,
+        Query(description="tickets whose chain has an SLA clock at risk / breached"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
@@ -113,6 +121,7 @@ def list_tickets(
         status=status_ or (),
         q=q,
         ticket_ids=ticket_ids,
+        sla=sla,
         limit=limit,
         offset=offset,
     )
@@ -224,15 +233,27 @@ def timeline(ctx: ContextDep, session: SessionDep, user: StaffUser, number: str)
 @router.get("/{number}/chain")
 def get_chain(ctx: ContextDep, session: SessionDep, user: StaffUser, number: str) -> dict[str, Any]:
     ticket = _get(session, ctx, user, number)
-    nodes = delegation_service.subtree_for(session=session, ticket=ticket)
+    nodes = [
+        chain.api_node(node)
+        for node in delegation_service.subtree_for(session=session, ticket=ticket)
+    ]
+    events = sla_flows.chain_events(session=session, account_id=ctx.account_id, ticket=ticket)
+    sla_flows.annotate_chain(nodes, events)
+    sla = sla_service.ticket_sla(session=session, ticket=ticket)
     return {
         "ticket": {
             "number": ticket.number,
             "status": ticket.status,
             "account": ctx.account_id,
             "level": ticket.depth,
+            "sla": {
+                "state": sla["state"],
+                "response": sla["response"],
+                "resolution": sla["resolution"],
+                "squeeze": sla["squeeze"],
+            },
         },
-        "delegations": [chain.api_node(node) for node in nodes],
+        "delegations": nodes,
     }
 
 

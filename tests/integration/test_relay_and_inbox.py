@@ -592,7 +592,7 @@ def test_a_partial_contract_patch_keeps_the_other_contract_fields(up: Node, down
         disclose_subcontractors="anonymous",
         allow_subdelegation=False,
         categories=["atm", "printer"],
-        sla={"response_minutes": 30},
+        sla={"targets": {"high": {"response_minutes": 30}}},
     )
     link_id = link(up, down, agreed)
 
