@@ -4,6 +4,7 @@ from account.attachments.models import Attachment
 from account.delegations.models import Delegation
 from account.links.models import Invitation, Link
 from account.messaging.models import InboxMessage, OutboxMessage, RejectedInbound
+from account.sla.models import SlaEventRecord
 from account.tickets.models import Comment, Ticket, TicketEvent
 from account.tmf.models import TmfCursor, TmfHub, TmfNotification, TmfTicketInfo
 from account.users.models import ApiKey, User
@@ -18,6 +19,7 @@ __all__ = [
     "Link",
     "OutboxMessage",
     "RejectedInbound",
+    "SlaEventRecord",
     "Ticket",
     "TicketEvent",
     "TmfCursor",
