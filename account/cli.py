@@ -100,6 +100,28 @@ def keys_generate(
     )
 
 
+@keys_app.command("rotate")
+def keys_rotate(
+    overlap_seconds: Annotated[
+        int,
+        typer.Option(min=0, max=30 * 86_400, help="how long partners still accept the old key"),
+    ] = 86_400,
+) -> None:
+    """New key; every partner gets a link.rekey signed with the old one. Restart the node after."""
+    from account.keys import RotationError, rotate
+
+    try:
+        rotation = rotate(_settings(), overlap_seconds=overlap_seconds)
+    except RotationError as exc:
+        console.print(f"[red]cannot rotate:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"kid {rotation.old_kid} → {rotation.new_kid}; link.rekey queued for "
+        f"{len(rotation.partners)} partner(s): {', '.join(rotation.partners) or '-'}; "
+        f"old key kept in {rotation.retired_key}. Restart the node within {overlap_seconds} s."
+    )
+
+
 @link_app.command("invite")
 def link_invite(
     days: Annotated[int, typer.Option(help="days the invitation stays valid")] = 7,

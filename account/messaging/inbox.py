@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from account import keys
 from account.config import Settings
 from account.context import Identity
 from account.delegations import service as delegation_service
@@ -130,7 +131,7 @@ def _check_and_apply(
     link = session.get(Link, env.link)
     if link is None or link.account_id != identity.account_id:
         raise RejectedMessage("no_link", env.link)
-    if link.state != "active" and env.type != "link.suspend":
+    if link.state != "active" and env.type not in ("link.suspend", "link.rekey"):
         raise RejectedMessage("link_inactive", link.state)
     if link.peer_account != env.from_:
         raise RejectedMessage("not_counterpart", f"{env.from_} is not the partner on this link")
@@ -247,13 +248,7 @@ def _apply_link_message(session: Session, identity: Identity, link: Link, opened
         if link_service.apply_link_suspend(session=session, link=link, body=opened.body):
             delegation_service.roll_up_link(session=session, identity=identity, link=link)
     elif isinstance(opened.body, m.LinkRekey):
-        link.previous_kid = link.peer_kid
-        link.previous_public_key = link.peer_public_key
-        link.previous_valid_until = utcnow() + timedelta(seconds=opened.body.overlap_seconds)
-        if kid_of(public_key_from_b64(opened.body.public_key)) != opened.body.kid:
-            raise RejectedMessage("schema", "rekey kid does not match its key")
-        link.peer_public_key = opened.body.public_key
-        link.peer_kid = opened.body.kid
+        keys.apply_rekey(link, opened.body, signed_by=env.kid)
     session.add(link)
     return "applied"
 
