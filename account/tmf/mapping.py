@@ -409,11 +409,7 @@ def render(facts: TicketFacts, *, base_url: str) -> dict[str, Any]:
         "creationDate": instant(facts.created_at),
         "lastUpdate": instant(facts.updated_at),
         "statusChangeDate": instant(facts.status_changed_at),
-        "externalIdentifier": [
-            {"@type": "ExternalIdentifier", "owner": e.owner, "externalIdentifierType": e.kind}
-            | {"id": e.id}
-            for e in facts.external_ids
-        ],
+        "externalIdentifier": [_external_id(e) for e in facts.external_ids],
         "relatedParty": [
             {
                 "@type": "RelatedPartyRefOrPartyRoleRef",
@@ -445,6 +441,15 @@ def render(facts: TicketFacts, *, base_url: str) -> dict[str, Any]:
     if facts.requested_resolution_at is not None:
         doc["requestedResolutionDate"] = instant(facts.requested_resolution_at)
     return doc
+
+
+def _external_id(e: ExternalId) -> dict[str, str]:
+    out = {"@type": "ExternalIdentifier", "id": e.id}
+    if e.owner:
+        out["owner"] = e.owner
+    if e.kind:
+        out["externalIdentifierType"] = e.kind
+    return out
 
 
 ALWAYS_FIELDS: Final = frozenset({"id", "href", "@type"})
