@@ -21,6 +21,7 @@ from account.links import views as link_views
 from account.node import NodeRuntime
 from account.observability import metrics as observability_metrics
 from account.observability.http import ObservabilityMiddleware
+from account.reports import views as report_views
 from account.tickets import views as ticket_views
 from account.tmf import views as tmf_views
 from account.users import views as user_views
@@ -53,6 +54,7 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
     app.include_router(attachment_views.router)
     app.include_router(attachment_federation.router)
     app.include_router(tmf_views.router)  # TMF621 facade (account/tmf)
+    app.include_router(report_views.router)
     install_error_handlers(app)
     web_install(app)  # the web UI under /ui (account/web), and / → /ui/tickets
     node_metrics = observability_metrics.for_runtime(ctx.engine, ctx.status, runtime)

@@ -1,0 +1,1 @@
+"""Reports: partner scorecards, SLA compliance, time by level."""
