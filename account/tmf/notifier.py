@@ -55,6 +55,9 @@ def derive(engine: Engine, *, identity: Identity, settings: TmfSettings, base_ur
             top = session.exec(select(func.max(TicketEvent.id))).one()
             session.add(TmfCursor(account_id=identity.account_id, last_id=int(top or 0)))
             return 0
+        top = session.exec(select(func.max(TicketEvent.id))).one()
+        if not cursor.gaps and int(top or 0) <= cursor.last_id:
+            return 0  # idle: one cheap query
         gap_ids = [int(k) for k in cursor.gaps]
         events = list(
             session.exec(
@@ -85,6 +88,8 @@ def derive(engine: Engine, *, identity: Identity, settings: TmfSettings, base_ur
         announced: set[tuple[str, int]] = set()
         for event in events:
             _queue(session, event, hubs, announced, identity=identity, base_url=base_url)
+        if not events:
+            return 0
         session.execute(
             delete(TmfNotification).where(
                 col(TmfNotification.state) == "delivered",
