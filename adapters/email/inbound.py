@@ -210,6 +210,7 @@ class InboundProcessor:
             reply_domain=self.mail.mail_domain,
             envelope_sender=envelope_sender,
             envelope_recipients=envelope_recipients,
+            trusted_authserv_ids=self.mail.mail_trusted_authserv_ids,
         )
         d_id = delegation.delegation_id if delegation else None
         if verdict.kind == "process" and delegation and participant and verdict.reply:

@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from adapters.email.models import MailOutbox
 from adapters.email.settings import Endpoint
@@ -151,7 +151,7 @@ class MailSender:
         self._loop = asyncio.get_running_loop()
         while True:
             async for attempt in AsyncRetrying(
-                wait=wait_exponential_jitter(initial=0.2, max=self.max_backoff),
+                wait=wait_exponential(multiplier=0.2, max=self.max_backoff) + wait_random(0, 0.2),
                 retry=retry_if_exception_type(SmtpUnavailable),
             ):
                 with attempt:

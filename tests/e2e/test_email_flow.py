@@ -1,9 +1,13 @@
-"""E-mail participants end to end: an upstream node process over the machine's RabbitMQ, an
-adapter process hosting the participant, a real SMTP server as the participants' mailboxes,
-replies by SMTP to the adapter's listener and by IMAP from a real Dovecot mailbox."""
+"""E-mail participants end to end (with Russian text on purpose): an upstream node process
+over the machine's RabbitMQ, an adapter process hosting the participant, a real SMTP server as
+the participants' mailboxes, replies by SMTP to the adapter's listener and by IMAP from a real
+Dovecot mailbox."""
+
+# ruff: noqa: RUF001
 
 from __future__ import annotations
 
+import email.policy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,7 @@ import pytest
 
 from tests.support.mail import (
     AdapterProcess,
+    Dovecot,
     Received,
     SmtpSink,
     reply_to,
@@ -29,6 +34,16 @@ def sink() -> Iterator[SmtpSink]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    server = Dovecot()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 class Adapters:
@@ -145,9 +160,7 @@ def test_participant_gets_the_offer_by_mail_and_accepts_and_resolves_by_smtp_rep
     assert msg["X-Tix-Loop"] == adapter.account_id
     reply_address = str(msg["Reply-To"])
     assert reply_address.startswith("tix+") and reply_address.endswith("@mail.tix.test")
-    assert str(msg["Subject"]).startswith("[") and "ATM 0417 out of service" in str(
-        msg["Subject"]
-    )
+    assert str(msg["Subject"]).startswith("[") and "ATM 0417 out of service" in str(msg["Subject"])
     assert msg.get_body(preferencelist=("html",)) is not None
     assert "Card reader fault" in offer.text() and "please send an engineer" in offer.text()
 
@@ -160,9 +173,7 @@ def test_participant_gets_the_offer_by_mail_and_accepts_and_resolves_by_smtp_rep
 
     def comment_arrived() -> bool:
         comments = acme.call("GET", f"/api/v1/tickets/{number}/comments")["items"]
-        return any(
-            "on site at 10" in c["body"] and "via e-mail" in c["author"] for c in comments
-        )
+        return any("on site at 10" in c["body"] and "via e-mail" in c["author"] for c in comments)
 
     eventually(comment_arrived, what="the participant's comment at the upstream")
 
@@ -198,3 +209,48 @@ def test_participant_gets_the_offer_by_mail_and_accepts_and_resolves_by_smtp_rep
     # The upstream confirms: the participant is told by mail.
     acme.call("POST", f"/api/v1/delegations/{delegation_of(acme, number)['id']}/confirm", json={})
     mail_of(sink, BOSS, "Resolution confirmed")
+
+
+def test_a_russian_participant_replies_into_an_imap_mailbox_the_adapter_polls(
+    nodes: NodeFactory, adapters: Adapters, sink: SmtpSink, dovecot: Dovecot
+) -> None:
+    acme = nodes("acme", label="ACME Vendor")
+    adapter = adapters.make("mailgw", {"TIX_SMTP_URL": sink.url, "TIX_IMAP_URL": dovecot.url})
+    participant = invite_participant(
+        acme, adapter, adapters, name="Холод-Сервис", emails=[BOSS], language="ru"
+    )
+    assert participant["account_id"].startswith("holod-servis-")
+    welcome = mail_of(sink, BOSS, "Подключение")
+    assert "ПРИНЯТО" in welcome.text() and "ВЫПОЛНЕНО <итог>" in welcome.text()
+
+    number = delegate(acme, participant["account_id"], title="Чиллер 3: авария")
+    offer = mail_of(sink, BOSS, "Новая заявка")
+    assert "Чиллер 3: авария" in str(offer.message["Subject"])
+
+    # The company's mail server put the reply into the mailbox the adapter polls.
+    reply = reply_to(offer, sender=BOSS, text="ПРИНЯТО\nБудем в 10:00.")
+    raw = reply.as_bytes(policy=email.policy.SMTP)
+    dovecot.append(raw)
+    eventually(
+        lambda: delegation_of(acme, number)["state"] == "accepted",
+        what="the upstream to see the accept read over IMAP",
+    )
+    eventually(lambda: dovecot.unseen() == 0, what="the reply to be flagged seen")
+
+    def comments() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = acme.call("GET", f"/api/v1/tickets/{number}/comments")[
+            "items"
+        ]
+        return items
+
+    eventually(lambda: any("Будем в 10:00" in c["body"] for c in comments()), what="comment")
+    # The same message again (a client that re-uploads, a second copy): read, flagged, dropped.
+    dovecot.append(raw)
+    eventually(lambda: dovecot.unseen() == 0, what="the copy to be flagged seen")
+    done = reply_to(offer, sender=BOSS, text="ВЫПОЛНЕНО Заменили датчик давления.")
+    dovecot.append(done.as_bytes(policy=email.policy.SMTP))
+    eventually(
+        lambda: delegation_of(acme, number)["state"] == "resolved",
+        what="the upstream to see the resolution read over IMAP",
+    )
+    assert [c["body"] for c in comments()].count("Будем в 10:00.") == 1

@@ -19,6 +19,7 @@ import shutil
 import signal
 import smtplib
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -129,10 +130,14 @@ def reply_to(
 
 
 class Dovecot:
-    """A private Dovecot IMAP server: config, users and maildirs under ``root``."""
+    """A private Dovecot IMAP server: config, users and maildirs in a fresh directory.
 
-    def __init__(self, root: Path, *, user: str = "tix", password: str = "imap-secret") -> None:  # noqa: S107
-        self.root = root
+    The directory is made under /tmp with mode 0755 (pytest's own are 0700, which Dovecot's
+    unprivileged processes cannot enter) and removed again by ``stop``.
+    """
+
+    def __init__(self, *, user: str = "tix", password: str = "imap-secret") -> None:  # noqa: S107
+        self.root = Path(tempfile.mkdtemp(prefix="tix-dovecot-", dir="/tmp"))
         self.user = user
         self.password = password
         self.port = free_port()
@@ -238,11 +243,16 @@ service stats {{
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def client(self) -> imaplib.IMAP4:
         client = imaplib.IMAP4("127.0.0.1", self.port, timeout=30)
-        client.login(self.user, self.password)
-        client.select("INBOX")
+        try:
+            client.login(self.user, self.password)
+            client.select("INBOX")
+        except BaseException:
+            client.shutdown()
+            raise
         return client
 
     def append(self, raw: bytes) -> None:

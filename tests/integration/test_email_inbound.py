@@ -1,0 +1,233 @@
+"""The adapter's inbound path against a real database: the whole reply corpus, then its effects.
+
+Every mail of ``tests/fixtures/mail`` goes through ``InboundProcessor.process`` (the code the
+SMTP listener and the IMAP poller call) against a hosted participant whose delegation has the
+corpus's ids, tag and addresses. Each gets the verdict ``expected.json`` names; only ``process``
+mails change the ticket or send anything upstream; auto-replies, bounces and loops never become
+a status or a comment; a second delivery of the same mail changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from account.config import Settings
+from account.context import Identity
+from account.delegations.models import Delegation
+from account.links.models import Link
+from account.messaging.models import OutboxMessage
+from account.tickets.models import Comment, Ticket
+from adapters.email.inbound import InboundProcessor
+from adapters.email.models import MailInbound, MailOutbox, MailParticipant, MailThread
+from adapters.email.outbound import Mailer
+from adapters.email.settings import MailSettings
+from exchange.signing import generate_key, kid_of, public_key_b64
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "mail"
+EXPECTED: dict[str, Any] = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))
+SETUP: dict[str, Any] = EXPECTED["setup"]
+
+
+def _hosted(
+    session: Session,
+    *,
+    account: str,
+    label: str,
+    delegation_id: str,
+    number: str,
+    emails: list[str],
+) -> Identity:
+    upstream_key = generate_key()
+    link = Link(
+        id=str(uuid.uuid4()),
+        account_id=account,
+        peer_account="acme-" + account[-6:],
+        peer_label="ACME Vendor",
+        direction="upstream",
+        peer_public_key=public_key_b64(upstream_key),
+        peer_kid=kid_of(upstream_key.public_key()),
+    )
+    session.add(link)
+    ticket = Ticket(
+        number=number,
+        account_id=account,
+        title="Chiller 3 alarm",
+        status="offered",
+        chain_id=str(uuid.uuid4()),
+        depth=1,
+        upstream_account=link.peer_account,
+        upstream_delegation_id=delegation_id,
+    )
+    session.add(ticket)
+    session.flush()
+    assert ticket.id is not None
+    session.add(
+        Delegation(
+            delegation_id=delegation_id,
+            account_id=account,
+            role="in",
+            link_id=link.id,
+            peer_account=link.peer_account,
+            ticket_id=ticket.id,
+        )
+    )
+    session.add(
+        MailParticipant(
+            account_id=account,
+            adapter_account="mailgw",
+            name=label,
+            emails=emails,
+            upstream_account=link.peer_account,
+            link_id=link.id,
+        )
+    )
+    return Identity(account_id=account, label=label, key=generate_key())
+
+
+def _processor(engine: Engine, tmp_path: Path, identities: dict[str, Identity]) -> InboundProcessor:
+    mail = MailSettings(
+        mail_domain=SETUP["reply_domain"],
+        mail_trusted_authserv_ids=SETUP["trusted_authserv_ids"],
+        polite_replies_per_hour=100,
+    )
+    mailer = Mailer(mail=mail, secret=SETUP["secret"].encode(), adapter_id="mailgw")
+    return InboundProcessor(
+        engine=engine,
+        settings=Settings(account_id="mailgw", data_dir=tmp_path),
+        mail=mail,
+        mailer=mailer,
+        identities=identities,
+    )
+
+
+def _counts(engine: Engine) -> tuple[int, int, list[str]]:
+    with Session(engine) as session:
+        comments = session.exec(select(func.count()).select_from(Comment)).one()
+        upstream = session.exec(select(func.count()).select_from(OutboxMessage)).one()
+        statuses = list(session.exec(select(Ticket.status).order_by(col(Ticket.id))).all())
+    return int(comments), int(upstream), statuses
+
+
+def test_every_corpus_mail_gets_its_verdict_and_only_process_mails_change_anything(
+    engine: Engine, tmp_path: Path
+) -> None:
+    a, b = SETUP["delegations"]["A"], SETUP["delegations"]["B"]
+    with Session(engine) as session:
+        identities = {
+            "coolfix-a1": _hosted(
+                session,
+                account="coolfix-a1",
+                label="CoolFix",
+                delegation_id=a,
+                number="ACME-1042",
+                emails=SETUP["participants"]["A"],
+            ),
+            "otherco-b2": _hosted(
+                session,
+                account="otherco-b2",
+                label="OtherCo",
+                delegation_id=b,
+                number="ACME-2077",
+                emails=SETUP["participants"]["B"],
+            ),
+        }
+        processor = _processor(engine, tmp_path, identities)
+        processor.mailer.remember_thread(session, "coolfix-a1", a)  # only A was mailed
+        session.commit()
+
+    bounces = 0
+    for name in sorted(EXPECTED["mails"]):
+        want = EXPECTED["mails"][name]
+        raw = (CORPUS / name).read_bytes()
+        before = _counts(engine)
+        outcome = processor.process(raw)
+        after = _counts(engine)
+        assert outcome.verdict == want["verdict"], (name, outcome)
+        if outcome.verdict == "process":
+            continue
+        assert after[2] == before[2], f"{name}: a {outcome.verdict} mail changed a status"
+        if outcome.applied == ["bounce_reported"]:  # the upstream is told, as a comment
+            assert outcome.verdict == "bounce"
+            assert (after[0], after[1]) == (before[0] + 1, before[1] + 1)
+            bounces += 1
+        else:
+            assert after == before, f"{name}: a {outcome.verdict} mail changed something"
+        # The same mail again is recognised and changes nothing either.
+        assert processor.process(raw).verdict == "duplicate"
+
+    with Session(engine) as session:
+        seen = session.exec(select(func.count()).select_from(MailInbound)).one()
+        statuses = {
+            t.number: t.status
+            for t in session.exec(select(Ticket).where(col(Ticket.number).like("ACME-%"))).all()
+        }
+        sent_up = session.exec(
+            select(OutboxMessage.type).where(OutboxMessage.account_id == "coolfix-a1")
+        ).all()
+        notices = session.exec(select(MailOutbox).where(MailOutbox.kind == "notice")).all()
+    assert seen == len(EXPECTED["mails"])
+    assert bounces == 2  # both DSNs name one of A's mails
+    with Session(engine) as session:
+        bounce_note = session.exec(
+            select(Comment.body).where(col(Comment.body).contains("could not be delivered"))
+        ).first()
+        coolfix = session.exec(
+            select(MailParticipant).where(MailParticipant.account_id == "coolfix-a1")
+        ).one()
+    assert bounce_note is not None and coolfix.undeliverable
+    assert statuses["ACME-2077"] == "offered"  # nothing reached the delegation nobody mailed
+    assert statuses["ACME-1042"] != "offered"
+    assert "delegation.accept" in sent_up and "ticket.comment" in sent_up
+    assert "ticket.attachment" in sent_up  # the photos and PDFs travel on
+    # Polite notices go to the humans whose mail did not fit (spoof, forged token), no one else.
+    assert notices and all("mailer-daemon" not in r.lower() for n in notices for r in n.recipients)
+
+
+def test_a_command_the_state_forbids_keeps_the_comment_and_tells_the_participant(
+    engine: Engine, tmp_path: Path
+) -> None:
+    delegation_id = str(uuid.uuid4())
+    with Session(engine) as session:
+        identity = _hosted(
+            session,
+            account="frostco-c3",
+            label="FrostCo",
+            delegation_id=delegation_id,
+            number="FROSTCO-C3-7",
+            emails=["chief@frost.example"],
+        )
+        processor = _processor(engine, tmp_path, {"frostco-c3": identity})
+        session.commit()
+    mail = (
+        "From: chief@frost.example\r\nTo: tix+{token}@{domain}\r\n"
+        "Subject: Re: [FROSTCO-C3-7] New ticket\r\nMessage-ID: <{mid}@frost.example>\r\n"
+        "\r\nACCEPT\r\nOn our way.\r\n"
+    )
+    from adapters.email import tokens
+
+    token = tokens.token_for(delegation_id, processor.mailer.secret)
+    first = mail.format(token=token, domain=SETUP["reply_domain"], mid="one").encode()
+    assert processor.process(first).applied == ["comment", "accept"]
+    again = mail.format(token=token, domain=SETUP["reply_domain"], mid="two").encode()
+    outcome = processor.process(again)
+    assert outcome.applied == ["comment"]
+    assert "accept not applied" in outcome.reason
+    with Session(engine) as session:
+        threads = session.exec(
+            select(MailThread).where(MailThread.delegation_id == delegation_id)
+        ).all()
+        notice = session.exec(
+            select(MailOutbox).where(
+                MailOutbox.kind == "notice", MailOutbox.delegation_id == delegation_id
+            )
+        ).one()
+    assert len(threads) == 1
+    assert notice.recipients == ["chief@frost.example"]
+    assert b"could not be applied" in notice.raw
