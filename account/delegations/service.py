@@ -74,6 +74,7 @@ def _send(
     message_type: str,
     body: Any,
     require_active: bool = True,
+    sent_at: datetime | None = None,
 ) -> None:
     link = _link(session, delegation)
     if require_active and link.state != "active":
@@ -91,6 +92,7 @@ def _send(
         message_type=message_type,
         subject=delegation.delegation_id,
         body=body,
+        sent_at=sent_at,
     )
 
 
@@ -188,6 +190,7 @@ def delegate(
             note=delegation_in.note,
             due=due,
         ),
+        sent_at=delegation.offered_at,  # the downstream's clocks start at the signed send time
     )
     if settings is not None:  # attachments made before the offer follow it
         attachment_service.send_to_delegation(

@@ -7,6 +7,7 @@ time, so what leaves is exactly what was committed, whenever the broker comes ba
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -29,6 +30,7 @@ def enqueue(
     subject: str,
     seq: int,
     body: WireModel,
+    sent_at: datetime | None = None,
 ) -> OutboxMessage:
     """Sign an envelope from ``identity`` and add it to the outbox (flushed, not committed)."""
     message_id, data = seal(
@@ -40,6 +42,7 @@ def enqueue(
         subject=subject,
         seq=seq,
         body=body,
+        sent_at=sent_at,
     )
     row = OutboxMessage(
         message_id=message_id,
@@ -81,6 +84,7 @@ def enqueue_next(
     message_type: str,
     subject: str,
     body: WireModel,
+    sent_at: datetime | None = None,
 ) -> OutboxMessage:
     """Take the next ``seq`` of ``counter``'s row (a link or a delegation), then enqueue."""
     seq = next_seq(session, counter, row_id)
@@ -93,4 +97,5 @@ def enqueue_next(
         subject=subject,
         seq=seq,
         body=body,
+        sent_at=sent_at,
     )
