@@ -23,10 +23,10 @@ from account.app import create_app
 from account.config import Settings
 from account.context import Identity, NodeContext
 from account.db import session_scope
-from account.tickets.models import Comment, Ticket
+from account.tickets.models import Comment, Ticket, TicketEvent
 from account.tmf import notifier
 from account.tmf.config import TmfSettings
-from account.tmf.models import TmfHub, TmfNotification
+from account.tmf.models import TmfCursor, TmfHub, TmfNotification
 from account.users import service as user_service
 from account.users.models import UserCreate
 from exchange.signing import generate_key
@@ -475,3 +475,60 @@ async def test_events_reach_a_listener_in_order_and_survive_it_being_down(
             )
             assert info["event"]["troubleTicket"]["status"] in ("pending", "inProgress", "resolved")
             assert len({e["eventId"] for e in staff_listener.events}) == len(staff_listener.events)
+
+
+def notifications(ctx: NodeContext) -> list[tuple[str, int]]:
+    with Session(ctx.engine) as session:
+        rows = session.exec(select(TmfNotification).order_by(col(TmfNotification.id))).all()
+        return [(row.event_type, row.ticket_id) for row in rows]
+
+
+async def test_a_timeline_line_that_commits_late_is_not_skipped(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    """The cursor passes an id whose transaction has not committed; it is read once it has."""
+    disp = await as_user(client, "disp")
+    await asyncio.to_thread(notifier.derive, ctx.engine, identity=ctx.identity, settings=FAST)
+    hub = await client.post(f"{BASE}/hub", json={"callback": "http://127.0.0.1:9/"}, headers=disp)
+    assert hub.status_code == 201
+    number = (await client.post(f"{BASE}/troubleTicket", json=NEW_TICKET, headers=disp)).json()[
+        "id"
+    ]
+    await asyncio.to_thread(notifier.derive, ctx.engine, identity=ctx.identity, settings=FAST)
+    with Session(ctx.engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
+        top = session.exec(select(func.max(TicketEvent.id))).one()
+    assert ticket.id is not None and top is not None
+    assert notifications(ctx) == [("TroubleTicketCreateEvent", ticket.id)]
+
+    def line(**kw: Any) -> TicketEvent:
+        return TicketEvent(ticket_id=ticket.id, kind="updated", detail={"fields": ["title"]}, **kw)
+
+    if ctx.engine.dialect.name == "postgresql":
+        late = Session(ctx.engine)
+        late.add(line())
+        late.flush()  # holds an id below the next one, uncommitted
+        with session_scope(ctx.engine) as session:
+            session.add(line())
+        await asyncio.to_thread(notifier.derive, ctx.engine, identity=ctx.identity, settings=FAST)
+        assert len(notifications(ctx)) == 2
+        late.commit()
+        late.close()
+    else:  # SQLite commits in id order; leave an id out by hand
+        with session_scope(ctx.engine) as session:
+            session.add(line(id=top + 2))
+        await asyncio.to_thread(notifier.derive, ctx.engine, identity=ctx.identity, settings=FAST)
+        assert len(notifications(ctx)) == 2
+        with session_scope(ctx.engine) as session:
+            session.add(line(id=top + 1))
+    with Session(ctx.engine) as session:
+        cursor = session.exec(select(TmfCursor)).one()
+        assert cursor.gaps, "the missing id is remembered"
+    await asyncio.to_thread(notifier.derive, ctx.engine, identity=ctx.identity, settings=FAST)
+    assert (
+        notifications(ctx)
+        == [("TroubleTicketCreateEvent", ticket.id)]
+        + [("TroubleTicketAttributeValueChangeEvent", ticket.id)] * 2
+    )
+    with Session(ctx.engine) as session:
+        assert session.exec(select(TmfCursor)).one().gaps == {}
