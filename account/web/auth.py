@@ -14,11 +14,11 @@ from account.web.deps import CsrfForm, WebUser
 from account.web.render import language_of, page, redirect, safe_next, security_headers
 from account.web.session import (
     COOKIE_PATH,
-    LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
     issue_session,
+    login_csrf_cookie,
     login_csrf_valid,
     new_login_csrf,
+    session_cookie,
 )
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -50,7 +50,7 @@ def _login_page(
         username=username,
     )
     response.set_cookie(
-        LOGIN_CSRF_COOKIE,
+        login_csrf_cookie(ctx.account_id),
         token,
         max_age=3600,
         path=COOKIE_PATH,
@@ -77,7 +77,7 @@ def login(
     next: Annotated[str, Form(max_length=500)] = "/ui/tickets",
 ) -> Response:
     t = i18n.translator(language_of(request))
-    if not login_csrf_valid(request.cookies.get(LOGIN_CSRF_COOKIE), csrf):
+    if not login_csrf_valid(request.cookies.get(login_csrf_cookie(ctx.account_id)), csrf):
         return _login_page(
             request,
             ctx,
@@ -100,7 +100,7 @@ def login(
     token = issue_session(user=user, secret=ctx.secret, account_id=ctx.account_id, minutes=minutes)
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie(ctx.account_id),
         token,
         max_age=minutes * 60,
         path=COOKIE_PATH,
@@ -108,14 +108,16 @@ def login(
         samesite="strict",
         secure=_secure(request),
     )
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
+    response.delete_cookie(login_csrf_cookie(ctx.account_id), path=COOKIE_PATH)
     return security_headers(response)
 
 
 @router.post("/logout")
-def logout(_user: WebUser, _form: CsrfForm) -> Response:
+def logout(ctx: ContextDep, _user: WebUser, _form: CsrfForm) -> Response:
     response = redirect("/ui/login")
-    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+    response.delete_cookie(
+        session_cookie(ctx.account_id), path=COOKIE_PATH, httponly=True, samesite="strict"
+    )
     return response
 
 

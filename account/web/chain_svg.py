@@ -14,12 +14,12 @@ from typing import Any
 
 __all__ = ["BOX_H", "BOX_W", "Box", "Edge", "Picture", "layout"]
 
-BOX_W = 210
+BOX_W = 220
 BOX_H = 78
 GAP_X = 24
 GAP_Y = 40
 PAD = 8
-_LABEL_CHARS = 28
+_LABEL_CHARS = 24
 
 SLA_STATES = ("none", "ok", "at_risk", "breached", "met")
 
@@ -40,6 +40,7 @@ class Box:
     root: bool
     tooltip: str
     disclosed: bool
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def layout(
         Box(
             x=root_cx - BOX_W // 2,
             y=PAD,
-            title=_short(f"{number} · {label}"),
+            title=_short(label),
             level=level,
             state="",
             status=status,
@@ -177,6 +178,7 @@ def layout(
             root=True,
             tooltip=f"{number} ({label}), level {level}: {status}",
             disclosed=True,
+            note=number,
         ),
     )
     picture.width = 2 * PAD + columns * step_x - GAP_X

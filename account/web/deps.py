@@ -13,7 +13,7 @@ from starlette.datastructures import FormData
 
 from account.deps import ContextDep, SessionDep
 from account.users.models import User
-from account.web.session import SESSION_COOKIE, csrf_valid, user_of_session
+from account.web.session import csrf_valid, session_cookie, user_of_session
 
 __all__ = ["CsrfForm", "CsrfRefused", "LoginRequired", "WebUser", "field"]
 
@@ -35,7 +35,7 @@ class CsrfRefused(Exception):
 def web_user(request: Request, ctx: ContextDep, session: SessionDep) -> User:
     user = user_of_session(
         session=session,
-        token=request.cookies.get(SESSION_COOKIE),
+        token=request.cookies.get(session_cookie(ctx.account_id)),
         secret=ctx.secret,
         account_id=ctx.account_id,
     )
@@ -62,7 +62,7 @@ async def csrf_form(request: Request, ctx: ContextDep) -> FormData:
     submitted = form.get("csrf")
     if not csrf_valid(
         secret=ctx.secret,
-        session_token=request.cookies.get(SESSION_COOKIE),
+        session_token=request.cookies.get(session_cookie(ctx.account_id)),
         submitted=submitted if isinstance(submitted, str) else None,
     ):
         raise CsrfRefused()

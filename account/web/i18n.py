@@ -266,11 +266,17 @@ RU: Final[dict[str, str]] = {
 CATALOGUE: Final[dict[str, dict[str, str]]] = {"en": EN, "ru": RU}
 
 
+FAMILIES: Final = (
+    "status", "priority", "sla", "state", "vis", "role", "direction", "disclose", "link", "event",
+)  # fmt: skip
+
+
 def _english(key: str) -> str:
     if key in EN:
         return EN[key]
-    if ":" in key:
-        return key.split(":", 1)[1].replace("_", " ")
+    family, sep, rest = key.partition(":")
+    if sep and family in FAMILIES:
+        return rest.replace("_", " ")
     return key
 
 

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from account.context import NodeContext
 from account.users.models import User
 from account.web import i18n
-from account.web.session import COOKIE_PATH, SESSION_COOKIE, csrf_token
+from account.web.session import COOKIE_PATH, csrf_token, session_cookie
 from exchange.clock import aware
 
 __all__ = [
@@ -95,6 +95,8 @@ def safe_next(value: str | None, default: str = "/ui/tickets") -> str:
         return default
     if "\\" in value or any(ord(ch) < 0x20 for ch in value) or "://" in value:
         return default
+    if "/.." in value.split("?", 1)[0]:
+        return default
     return value
 
 
@@ -153,7 +155,7 @@ def page(
 ) -> HTMLResponse:
     """Render ``template`` with the common context (user, language, CSRF token, flash)."""
     lang = language_of(request)
-    token = request.cookies.get(SESSION_COOKIE)
+    token = request.cookies.get(session_cookie(ctx.account_id))
     flash = read_flash(request)
     context: dict[str, Any] = {
         "request_path": request.url.path,

@@ -1,6 +1,6 @@
 """The web UI's session cookie and CSRF tokens.
 
-The session cookie ``tix_session`` carries an access token made by ``account.security``
+The session cookie ``tix_session_<account id>`` carries an access token made by ``account.security``
 (HS256, ``iss``/``aud`` of this node, ``typ at+jwt``, short expiry) and is decoded by the same
 strict ``decode_access_token`` the API uses; the user is loaded from the database on every
 request, so a deactivated user is out at once. API keys never pass as a session. The cookie is
@@ -28,21 +28,29 @@ from account.users.models import User
 
 __all__ = [
     "COOKIE_PATH",
-    "LOGIN_CSRF_COOKIE",
-    "SESSION_COOKIE",
     "csrf_token",
     "csrf_valid",
     "issue_session",
+    "login_csrf_cookie",
     "login_csrf_valid",
     "new_login_csrf",
+    "session_cookie",
     "user_of_session",
 ]
 
-SESSION_COOKIE = "tix_session"
-LOGIN_CSRF_COOKIE = "tix_login_csrf"
 COOKIE_PATH = "/ui"
 _CSRF_LABEL = b"tix-web-csrf\x00"
 _MAX_CSRF_CHARS = 200
+
+
+def session_cookie(account_id: str) -> str:
+    """The session cookie's name: per node, so nodes on one host (ports differ, cookies do
+    not) keep their sessions apart."""
+    return f"tix_session_{account_id}"
+
+
+def login_csrf_cookie(account_id: str) -> str:
+    return f"tix_login_csrf_{account_id}"
 
 
 def issue_session(*, user: User, secret: bytes, account_id: str, minutes: int) -> str:

@@ -40,7 +40,7 @@ from account.users.models import User
 from account.web import chain_svg, i18n
 from account.web.deps import CsrfForm, CsrfRefused, WebUser, field
 from account.web.render import env, language_of, page, redirect, security_headers
-from account.web.session import SESSION_COOKIE, csrf_valid
+from account.web.session import csrf_valid, session_cookie
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -643,7 +643,7 @@ async def post_attachment(
             return redirect(back, error=str(exc))
         if not csrf_valid(
             secret=ctx.secret,
-            session_token=request.cookies.get(SESSION_COOKIE),
+            session_token=request.cookies.get(session_cookie(ctx.account_id)),
             submitted=upload.fields.get("csrf"),
         ):
             raise CsrfRefused()

@@ -123,7 +123,7 @@ async def test_pages_need_a_login_and_the_login_form_sets_a_strict_httponly_cook
     assert response.status_code == 303
     assert response.headers["location"] == "/ui/tickets?status=open"
     cookie = next(
-        c for c in response.headers.get_list("set-cookie") if c.startswith("tix_session=")
+        c for c in response.headers.get_list("set-cookie") if c.startswith("tix_session_acme=")
     )
     attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
     assert {"httponly", "samesite", "path"} <= attributes
@@ -145,14 +145,14 @@ async def test_wrong_password_or_missing_login_csrf_gives_no_session(
     )
     assert wrong.status_code == 401
     assert flashes(wrong.text) == ["Incorrect username or password."]
-    assert "tix_session" not in client.cookies
+    assert "tix_session_acme" not in client.cookies
 
     client.cookies.clear()
     forged = await client.post(
         "/ui/login", data={"username": "disp", "password": PASSWORD, "csrf": token}
     )
     assert forged.status_code == 403
-    assert "tix_session" not in client.cookies
+    assert "tix_session_acme" not in client.cookies
     assert (await client.get("/ui/tickets")).status_code == 303
 
 
@@ -201,7 +201,7 @@ async def test_a_session_cookie_is_checked_as_strictly_as_an_api_token(
     client: httpx.AsyncClient, make_token: object
 ) -> None:
     assert callable(make_token)
-    client.cookies.set("tix_session", make_token(), path="/ui")
+    client.cookies.set("tix_session_acme", make_token(), path="/ui")
     response = await client.get("/ui/tickets")
     assert response.status_code == 303
     assert response.headers["location"].startswith("/ui/login")
@@ -216,7 +216,7 @@ async def test_api_keys_do_not_pass_as_a_session_and_deactivated_users_are_out_a
         _row, key = user_service.create_api_key(
             session=session, user=disp, key_in=ApiKeyCreate(name="k")
         )
-    client.cookies.set("tix_session", key, path="/ui")
+    client.cookies.set("tix_session_acme", key, path="/ui")
     assert (await client.get("/ui/tickets")).status_code == 303
 
     client.cookies.clear()
@@ -238,7 +238,7 @@ async def test_logout_needs_the_csrf_token_and_clears_the_cookie(
     assert (await client.get("/ui/tickets")).status_code == 200
     out = await client.post("/ui/logout", data={"csrf": csrf})
     assert (out.status_code, out.headers["location"]) == (303, "/ui/login")
-    assert "tix_session" not in client.cookies
+    assert "tix_session_acme" not in client.cookies
     assert (await client.get("/ui/tickets")).status_code == 303
 
 
