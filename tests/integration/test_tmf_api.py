@@ -506,8 +506,10 @@ async def test_a_timeline_line_that_commits_late_is_not_skipped(
 
     if ctx.engine.dialect.name == "postgresql":
         late = Session(ctx.engine)
-        late.add(line())
+        held = line()
+        late.add(held)
         late.flush()  # holds an id below the next one, uncommitted
+        missing = held.id
         with session_scope(ctx.engine) as session:
             session.add(line())
         await asyncio.to_thread(notifier.derive, ctx.engine, identity=ctx.identity, settings=FAST)
@@ -521,9 +523,10 @@ async def test_a_timeline_line_that_commits_late_is_not_skipped(
         assert len(notifications(ctx)) == 2
         with session_scope(ctx.engine) as session:
             session.add(line(id=top + 1))
+        missing = top + 1
     with Session(ctx.engine) as session:
         cursor = session.exec(select(TmfCursor)).one()
-        assert cursor.gaps, "the missing id is remembered"
+        assert str(missing) in cursor.gaps, "the missing id is remembered"
     await asyncio.to_thread(notifier.derive, ctx.engine, identity=ctx.identity, settings=FAST)
     assert (
         notifications(ctx)
@@ -531,4 +534,4 @@ async def test_a_timeline_line_that_commits_late_is_not_skipped(
         + [("TroubleTicketAttributeValueChangeEvent", ticket.id)] * 2
     )
     with Session(ctx.engine) as session:
-        assert session.exec(select(TmfCursor)).one().gaps == {}
+        assert str(missing) not in session.exec(select(TmfCursor)).one().gaps
