@@ -22,6 +22,7 @@ from account.node import NodeRuntime
 from account.observability import metrics as observability_metrics
 from account.observability.http import ObservabilityMiddleware
 from account.reports import views as report_views
+from account.sla import metrics as sla_metrics
 from account.tickets import views as ticket_views
 from account.tmf import views as tmf_views
 from account.users import views as user_views
@@ -59,6 +60,9 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
     web_install(app)  # the web UI under /ui (account/web), and / → /ui/tickets
     node_metrics = observability_metrics.for_runtime(ctx.engine, ctx.status, runtime)
     app.state.metrics = node_metrics
+    node_metrics.registry.register(
+        sla_metrics.SlaCollector(ctx.engine, runtime.sla if runtime is not None else None)
+    )
     app.add_middleware(
         attachment_views.BodyLimits,
         max_bytes=ctx.settings.max_body_bytes,

@@ -969,8 +969,16 @@ def to_public(*, session: Session, delegation: Delegation) -> dict[str, Any]:
             else None,
             "resolve_by": instant(delegation.resolve_due_at) if delegation.resolve_due_at else None,
         },
-        "sla": {"state": delegation.sla_state},
+        "sla": {"state": delegation.sla_state, "squeeze": _squeezed(session, delegation)},
     }
+
+
+def _squeezed(session: Session, delegation: Delegation) -> bool:
+    """Whether our outgoing delegation's resolution deadline falls after our own."""
+    if delegation.role != "out" or delegation.resolve_due_at is None:
+        return False
+    upstream = incoming(session=session, ticket=_ticket(session, delegation))
+    return bool(sla_service.squeezed(upstream, [delegation]))
 
 
 def roll_up_link(*, session: Session, identity: Identity, link: Link) -> int:

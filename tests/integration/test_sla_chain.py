@@ -295,7 +295,34 @@ def test_a_downstream_deadline_after_our_own_is_a_squeeze(
                 select(TicketEvent).where(TicketEvent.kind == "sla_squeeze")
             ).all()
         assert sla["squeeze"] is True
+        with net.peers["l2"].session() as session:
+            from account.delegations import service as delegation_service
+
+            [out] = delegation_service.outgoing(session=session, ticket=ticket)
+            public = delegation_service.to_public(session=session, delegation=out)
+        assert public["sla"]["squeeze"] is True, "the delegation answer warns of the squeeze"
+        assert public["due"]["resolve_by"] is not None
         assert sla["resolution"]["target_minutes"] == 120
         assert [d["resolution"]["target_minutes"] for d in sla["delegations"]] == [600]
         assert len(squeezes) == 1 and squeezes[0].detail is not None
         assert squeezes[0].detail["partner"] == "l3"
+
+
+def test_sla_metrics_count_events_tickets_by_state_and_due_checks(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from account.sla.metrics import SlaCollector
+
+    with Net(tmp_path) as net:
+        c = build(net, clock)
+        clock.tick(61 * 60)
+        c.sweep_all()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SlaCollector(net.peers["gc"].engine))
+        text = generate_latest(registry).decode()
+    assert 'tix_sla_events_total{clock="resolution",kind="breach",origin="received"} 1.0' in text
+    assert 'tix_sla_events_total{clock="resolution",kind="warning",origin="received"} 1.0' in text
+    assert 'tix_sla_tickets{state="breached"} 1.0' in text
+    assert "tix_sla_checks_due 0.0" in text
