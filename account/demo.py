@@ -5,20 +5,24 @@ relay) inside this one process, talking over RabbitMQ when ``TIX_AMQP_URL`` answ
 the in-process transport. The demo drives them only through their HTTP APIs, as their
 dispatchers would: link, create, delegate down the chain, accept and work at every level,
 resolve at the leaf, confirm at the top; then it prints the chain and the time each hop took.
+
+The last level can be a company without a node: whatever the top layer registers with
+``register_leaf`` (the ``tix`` command registers the e-mail adapter's participant, whose work
+travels as mails over SMTP). ``account`` knows only the ``Participant`` protocol, so it never
+imports ``adapters``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import secrets
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from rich.console import Console
@@ -46,6 +50,68 @@ WAIT_SECONDS = 30.0
 console = Console()
 
 
+class Participant(Protocol):
+    """A company of the chain as the demo drives it (a node, or a company without one)."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    def accounts(self) -> list[str]:
+        """Every account whose broker queues the demo must remove afterwards."""
+        ...
+
+    async def join(self, token: str) -> None:
+        """Accept the upstream's invitation."""
+        ...
+
+    async def wait_offer(self) -> str:
+        """Wait for the offer to arrive; return its local ticket number."""
+        ...
+
+    async def accept(self, number: str) -> None: ...
+
+    async def work_and_resolve(self, number: str) -> None:
+        """Start, comment, resolve (what the leaf does)."""
+        ...
+
+    async def confirmed(self, number: str) -> bool:
+        """Whether the GC's confirmation has reached this company."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    def summary(self) -> str:
+        """A line about how this company took part ("" for an ordinary node)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LeafSetup:
+    """What a registered leaf needs to build itself beside the demo's nodes."""
+
+    label: str
+    account: str
+    run: str
+    workdir: Path
+    transport: str
+    amqp_url: str
+    broker: object | None
+    password: str
+
+
+LeafFactory = Callable[[LeafSetup], Awaitable[Participant]]
+_leaf_factory: LeafFactory | None = None
+
+
+def register_leaf(factory: LeafFactory) -> None:
+    """Make the demo's last level a company built by ``factory`` (the top layer decides)."""
+    global _leaf_factory
+    _leaf_factory = factory
+
+
 @dataclass
 class DemoNode:
     account_id: str
@@ -62,6 +128,49 @@ class DemoNode:
                 f"{self.account_id} {method} {path}: {response.status_code} {response.text}"
             )
         return response.json() if response.content else None
+
+    # -- the demo's ``Participant`` protocol ----------------------------------------------------
+
+    def accounts(self) -> list[str]:
+        return [self.account_id]
+
+    async def join(self, token: str) -> None:
+        await self.call("POST", "/api/v1/links/accept", json={"token": token})
+
+    async def wait_offer(self) -> str:
+        async def offered() -> Any:
+            page = await self.call("GET", "/api/v1/tickets", params={"status": "offered"})
+            return page["items"][0] if page["items"] else None
+
+        incoming = await _eventually(f"offer at {self.account_id}", offered)
+        return str(incoming["number"])
+
+    async def accept(self, number: str) -> None:
+        await self.call("POST", f"/api/v1/tickets/{number}/accept")
+
+    async def work_and_resolve(self, number: str) -> None:
+        await self.call("POST", f"/api/v1/tickets/{number}/status", json={"status": "in_progress"})
+        await self.call(
+            "POST",
+            f"/api/v1/tickets/{number}/comments",
+            json={"body": "Engineer on site, replacing the card reader.", "visibility": "partner"},
+        )
+        await self.call(
+            "POST",
+            f"/api/v1/tickets/{number}/status",
+            json={"status": "resolved", "note": "Card reader replaced, tested OK."},
+        )
+
+    async def confirmed(self, number: str) -> bool:
+        ticket = await self.call("GET", f"/api/v1/tickets/{number}")
+        return bool(ticket["status"] == "closed")
+
+    async def stop(self) -> None:
+        await self.runtime.stop()
+        await self.client.aclose()
+
+    def summary(self) -> str:
+        return ""
 
 
 async def _amqp_answers(url: str) -> bool:
@@ -111,9 +220,11 @@ async def run_demo(*, levels: int = 4, serve: bool = False, transport: str = "au
     run = secrets.token_hex(2)
     workdir = Path(tempfile.mkdtemp(prefix="tix-demo-"))
     nodes: list[DemoNode] = []
+    leaf: Participant | None = None
     transports: list[Transport] = []
+    node_companies = COMPANIES[: levels - 1] if _leaf_factory else COMPANIES[:levels]
     try:
-        for account, label in COMPANIES[:levels]:
+        for account, label in node_companies:
             settings = Settings(
                 account_id=f"{account}-{run}",
                 display_name=label,
@@ -136,16 +247,33 @@ async def run_demo(*, levels: int = 4, serve: bool = False, transport: str = "au
             await runtime.start()
             await _login(node)
             nodes.append(node)
+        if _leaf_factory is not None:
+            account, label = COMPANIES[levels - 1]
+            leaf = await _leaf_factory(
+                LeafSetup(
+                    label=label,
+                    account=account,
+                    run=run,
+                    workdir=workdir,
+                    transport=kind,
+                    amqp_url=settings0.amqp_url,
+                    broker=broker,
+                    password=PASSWORD,
+                )
+            )
         await _eventually(
             "brokers", lambda: _all(n.ctx.status.get("broker") == "up" for n in nodes)
         )
-        return await _play(nodes, serve=serve, workdir=workdir)
+        chain: list[Participant] = [*nodes, *([leaf] if leaf else [])]
+        return await _play(nodes, chain, serve=serve, workdir=workdir)
     finally:
-        for node in nodes:
-            await node.runtime.stop()
-            await node.client.aclose()
+        everyone: list[Participant] = [*nodes, *([leaf] if leaf else [])]
+        for company in everyone:
+            await company.stop()
         if kind == "amqp":
-            await _cleanup_queues(settings0.amqp_url, [n.account_id for n in nodes])
+            await _cleanup_queues(
+                settings0.amqp_url, [a for company in everyone for a in company.accounts()]
+            )
 
 
 async def _all(values: Any) -> bool:
@@ -163,25 +291,28 @@ async def _cleanup_queues(url: str, accounts: list[str]) -> None:
     await transport.close()
 
 
-async def _play(nodes: list[DemoNode], *, serve: bool, workdir: Path) -> int:
+async def _play(
+    nodes: list[DemoNode], chain: list[Participant], *, serve: bool, workdir: Path
+) -> int:
+    """Run the story; ``nodes`` are the companies with nodes, ``chain`` all of them in order."""
     started = time.monotonic()
     stamps: dict[str, float] = {}
 
     with console.status("linking the companies…"):
-        for up, down in itertools.pairwise(nodes):
+        for up, down in zip(nodes, chain[1:], strict=False):
             invite = await up.call(
                 "POST",
                 "/api/v1/links/invitations",
                 json={"contract": {"disclose_subcontractors": "named"}},
             )
-            await down.call("POST", "/api/v1/links/accept", json={"token": invite["token"]})
+            await down.join(invite["token"])
 
-            async def linked(up: DemoNode = up, down: DemoNode = down) -> bool:
+            async def linked(up: DemoNode = up, down: Participant = down) -> bool:
                 links = await up.call("GET", "/api/v1/links")
                 return any(link["partner"] == down.account_id for link in links["items"])
 
             await _eventually(f"link {up.account_id} → {down.account_id}", linked)
-    console.print(f"linked {len(nodes)} companies in a chain")
+    console.print(f"linked {len(chain)} companies in a chain")
 
     gc = nodes[0]
     ticket = await gc.call(
@@ -204,42 +335,25 @@ async def _play(nodes: list[DemoNode], *, serve: bool, workdir: Path) -> int:
     stamps["created"] = time.monotonic()
 
     with console.status("delegating down the chain…"):
-        for level, (up, down) in enumerate(itertools.pairwise(nodes), start=1):
+        for level, (up, down) in enumerate(zip(nodes, chain[1:], strict=False), start=1):
             await up.call(
                 "POST",
                 f"/api/v1/tickets/{numbers[-1]}/delegations",
                 json={"partner": down.account_id, "note": f"please handle (level {level})"},
             )
             stamps[f"offer{level}"] = time.monotonic()
-
-            async def offered(down: DemoNode = down) -> Any:
-                page = await down.call("GET", "/api/v1/tickets", params={"status": "offered"})
-                return page["items"][0] if page["items"] else None
-
-            incoming = await _eventually(f"offer at {down.account_id}", offered)
+            incoming = await down.wait_offer()
             stamps[f"arrived{level}"] = time.monotonic()
-            await down.call("POST", f"/api/v1/tickets/{incoming['number']}/accept")
-            numbers.append(incoming["number"])
+            await down.accept(incoming)
+            numbers.append(incoming)
 
-    leaf = nodes[-1]
+    leaf = chain[-1]
     with console.status("working and resolving at the leaf…"):
-        await leaf.call(
-            "POST", f"/api/v1/tickets/{numbers[-1]}/status", json={"status": "in_progress"}
-        )
-        await leaf.call(
-            "POST",
-            f"/api/v1/tickets/{numbers[-1]}/comments",
-            json={"body": "Engineer on site, replacing the card reader.", "visibility": "partner"},
-        )
-        await leaf.call(
-            "POST",
-            f"/api/v1/tickets/{numbers[-1]}/status",
-            json={"status": "resolved", "note": "Card reader replaced, tested OK."},
-        )
+        await leaf.work_and_resolve(numbers[-1])
         stamps["leaf_resolved"] = time.monotonic()
 
     with console.status("resolution travelling up…"):
-        for i in range(len(nodes) - 2, -1, -1):
+        for i in range(len(chain) - 2, -1, -1):
             node, number = nodes[i], numbers[i]
 
             async def resolved_below(node: DemoNode = node, number: str = number) -> bool:
@@ -258,11 +372,10 @@ async def _play(nodes: list[DemoNode], *, serve: bool, workdir: Path) -> int:
     with console.status("confirming from the top…"):
         top = (await gc.call("GET", f"/api/v1/tickets/{numbers[0]}"))["delegations"][0]
         await gc.call("POST", f"/api/v1/delegations/{top['id']}/confirm", json={})
-        for below, below_number in zip(nodes[1:], numbers[1:], strict=True):
+        for below, below_number in zip(chain[1:], numbers[1:], strict=True):
 
-            async def closed(below: DemoNode = below, below_number: str = below_number) -> bool:
-                t = await below.call("GET", f"/api/v1/tickets/{below_number}")
-                return bool(t["status"] == "closed")
+            async def closed(below: Participant = below, below_number: str = below_number) -> bool:
+                return await below.confirmed(below_number)
 
             await _eventually(f"confirmation at {below.account_id}", closed)
         await gc.call("POST", f"/api/v1/tickets/{numbers[0]}/status", json={"status": "resolved"})
@@ -277,12 +390,15 @@ async def _play(nodes: list[DemoNode], *, serve: bool, workdir: Path) -> int:
             node = stack.pop()
             statuses.append(node["status"])
             stack.extend(node["delegations"])
-        return tree if len(statuses) == len(nodes) - 1 and set(statuses) == {"closed"} else None
+        return tree if len(statuses) == len(chain) - 1 and set(statuses) == {"closed"} else None
 
     with console.status("waiting for the last roll-ups…"):
-        chain = await _eventually("the chain to settle at the GC", settled)
-    _print_chain(chain, nodes)
-    _print_timings(stamps, nodes, started)
+        tree = await _eventually("the chain to settle at the GC", settled)
+    _print_chain(tree, nodes)
+    for company in chain:
+        if line := company.summary():
+            console.print(line)
+    _print_timings(stamps, chain, started)
     if serve:
         await _serve(nodes, workdir)
     return 0
@@ -306,7 +422,7 @@ def _print_chain(chain: dict[str, Any], nodes: list[DemoNode]) -> None:
     console.print(tree)
 
 
-def _print_timings(stamps: dict[str, float], nodes: list[DemoNode], started: float) -> None:
+def _print_timings(stamps: dict[str, float], nodes: list[Participant], started: float) -> None:
     table = Table(title="time each hop took")
     table.add_column("hop")
     table.add_column("ms", justify="right")

@@ -33,4 +33,5 @@ def test_the_demo_runs_a_four_level_chain_to_the_end(
     ):
         assert f"level {level}: {company} — delegation confirmed, ticket closed" in out
     assert "whole chain, created → confirmed" in out
+    assert "Eastwood Electric took part by e-mail" in out  # the leaf answered by SMTP
     assert out.count("offer ") == 3
