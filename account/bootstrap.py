@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from account import migrate
 from account.config import Settings, load_secret
 from account.context import Identity, NodeContext
 from account.db import create_tables, make_engine
@@ -28,8 +29,9 @@ def init_node(settings: Settings, *, admin: str, password: str) -> Identity:
     """Create the data directory, key, tables and first admin; safe to run twice."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_key(settings.key_path)
-    engine = make_engine(settings.db_url)
-    create_tables(engine)
+    engine = make_engine(settings.db_url)  # (makes a SQLite file's directory)
+    migrate.prepare(settings.db_url)  # new: every table, stamped at head; else upgraded
+    create_tables(engine)  # tables of other layers, outside the node's migrations
     with Session(engine) as session:
         user_service.ensure_admin(session=session, username=admin, password=password)
         session.commit()
@@ -49,6 +51,7 @@ def load_identity(settings: Settings) -> Identity:
 def build_context(settings: Settings, engine: Engine | None = None) -> NodeContext:
     """The node context of an initialised node (``tix node init`` ran before)."""
     engine = engine or make_engine(settings.db_url)
+    migrate.check_current(engine)
     create_tables(engine)
     return NodeContext(
         settings=settings,

@@ -22,11 +22,13 @@ keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
 link_app = typer.Typer(help="Partnership links.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Rejected and dead-lettered messages.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Messages waiting to leave this node.", no_args_is_help=True)
+db_app = typer.Typer(help="The node's database schema (migrations).", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
 app.add_typer(link_app, name="link")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(db_app, name="db")
 
 console = Console()
 
@@ -288,6 +290,33 @@ def outbox_retry() -> None:
 
     ctx = build_context(_settings())
     console.print(f"{retry_failed(ctx.engine)} failed row(s) back to pending")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+) -> None:
+    """Migrate the database to the newest schema (stop the node and back it up first)."""
+    from account import migrate
+
+    before, after = migrate.upgrade(_settings().db_url, revision)
+    console.print(f"database schema: {before or 'none'} → {after}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision and the one this code needs."""
+    from account import migrate
+    from account.db import make_engine
+
+    engine = make_engine(_settings().db_url)
+    try:
+        revision = migrate.current(engine)
+    finally:
+        engine.dispose()
+    head = migrate.head()
+    state = "up to date" if revision == head else "run `tix db upgrade`"
+    console.print(f"database {revision or 'none'}, code {head}: {state}")
 
 
 @app.command("demo")

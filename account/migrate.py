@@ -1,0 +1,262 @@
+"""Schema migrations of a node's database (Alembic; scripts in ``account/migrations``).
+
+``tix node init`` and ``tix db upgrade`` bring a database to the newest revision. A database
+made before migrations existed (by ``create_all``: it has the node's tables but no
+``alembic_version``) is taken to be at ``LEGACY_REVISION``, the schema of the last release
+without migrations, and upgraded from there. ``check_current`` refuses to run a node on a
+database that is at another revision than the code's, with the command that fixes it.
+See docs/migrations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from alembic import command
+from alembic.config import Config
+from alembic.operations import ops
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Column, TypeDecorator, create_engine, inspect, pool, text
+from sqlalchemy.engine import Engine
+from sqlmodel.sql.sqltypes import AutoString
+
+log = logging.getLogger("tix.migrate")
+
+SCRIPTS = Path(__file__).resolve().parent / "migrations"
+LEGACY_REVISION = "0001"
+VERSION_TABLE = "alembic_version"
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database is not at the revision this code expects."""
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic configuration for the database at ``url`` (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPTS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head() -> str:
+    """The newest revision of the scripts."""
+    revision = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if revision is None:
+        raise RuntimeError(f"no migration scripts in {SCRIPTS}")
+    return revision
+
+
+def current(engine: Engine) -> str | None:
+    """The database's revision, or None when it has no version table."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _is_legacy(engine: Engine) -> bool:
+    tables = set(inspect(engine).get_table_names())
+    return VERSION_TABLE not in tables and "ticket" in tables
+
+
+def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
+    """Upgrade the database at ``url``; return its revision before and after."""
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        config = alembic_config(url)
+        if _is_legacy(engine):
+            command.stamp(config, LEGACY_REVISION)
+        before = current(engine)
+        command.upgrade(config, revision)
+        after = current(engine)
+    finally:
+        engine.dispose()
+    return before, after or ""
+
+
+def prepare(url: str) -> tuple[str | None, str]:
+    """Bring the database at ``url`` to the newest schema for ``tix node init``.
+
+    A new database (none of the node's tables) gets every table straight from the models and
+    is stamped at head: Alembic's recipe for building a database from scratch, equivalent to
+    running every revision (``tests/integration/test_migrations.py`` checks that head matches
+    the models). A database that has the tables is upgraded through the revisions.
+    """
+    from account.db import create_tables
+
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        if VERSION_TABLE not in tables and not tables & node_tables():
+            create_tables(engine)
+            command.stamp(alembic_config(url), "head")
+            return None, head()
+    finally:
+        engine.dispose()
+    return upgrade(url)
+
+
+def check_current(engine: Engine) -> None:
+    """Raise ``SchemaOutOfDate`` unless the database is at the code's head revision.
+
+    A database without a version table passes, with a warning when it has the node's tables
+    (made by ``create_all``: by a test, or before migrations existed).
+    """
+    if _is_legacy(engine):
+        log.warning("the database has no schema revision; run `tix db upgrade` to manage it")
+        return
+    revision = current(engine)
+    if revision is None:
+        return
+    expected = head()
+    if revision != expected:
+        raise SchemaOutOfDate(
+            f"the database is at revision {revision}, this code needs {expected}: "
+            "run `tix db upgrade` (back it up first)"
+        )
+
+
+def differences(url: str) -> list[object]:
+    """What autogenerate finds between the database at ``url`` and the node's models."""
+    from alembic.autogenerate import compare_metadata
+    from sqlmodel import SQLModel
+
+    import account.models  # noqa: F401  (registers the node's tables)
+
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_object": include_object}
+            )
+            return list(compare_metadata(context, SQLModel.metadata))
+    finally:
+        engine.dispose()
+
+
+def make_revision(message: str) -> Path | None:
+    """Write the next revision: what the models add to the newest one (None if nothing).
+
+    Compares the models with a scratch SQLite database upgraded to head, so no real database
+    is needed; the script is formatted and linted with the project's ruff when it is there.
+    """
+    with tempfile.TemporaryDirectory(prefix="tix-revision-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'head.db'}"
+        upgrade(url)
+        if not differences(url):
+            return None
+        rev_id = f"{int(head()) + 1:04d}"
+        script = command.revision(
+            alembic_config(url), message=message, autogenerate=True, rev_id=rev_id
+        )
+    assert not isinstance(script, list) and script is not None
+    path = Path(script.path)
+    ruff = Path(sys.executable).with_name("ruff")
+    if ruff.exists():
+        subprocess.run([str(ruff), "check", "--fix", "-q", str(path)], check=False)  # noqa: S603
+        subprocess.run([str(ruff), "format", "-q", str(path)], check=False)  # noqa: S603
+    return path
+
+
+# -- what the env script (account/migrations/env.py) configures Alembic with ---------------------
+
+
+@cache
+def node_tables() -> frozenset[str]:
+    """Names of the tables of SQLModel classes defined in ``account`` (all of them imported)."""
+    from sqlmodel import SQLModel
+
+    import account.models  # noqa: F401  (registers every node table)
+
+    names: set[str] = set()
+    pending: list[type[Any]] = [SQLModel]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        table = cls.__dict__.get("__table__")
+        if table is not None and cls.__module__.startswith("account."):
+            names.add(str(table.name))
+    return frozenset(names)
+
+
+def include_object(obj: Any, name: str | None, type_: str, _reflected: bool, _other: Any) -> bool:
+    """Only the node's own tables (and their columns, indexes, constraints) are migrated here."""
+    if type_ == "table":
+        table_name = name
+    else:
+        table_name = getattr(getattr(obj, "table", None), "name", None)
+    return table_name in node_tables()
+
+
+def render_item(type_: str, obj: Any, _autogen_context: Any) -> str | Literal[False]:
+    """Scripts name plain SQLAlchemy types, not SQLModel's wrappers (stable across versions)."""
+    if type_ != "type":
+        return False
+    if isinstance(obj, AutoString):
+        return f"sa.String(length={obj.length})" if obj.length else "sa.String()"
+    if isinstance(obj, TypeDecorator):
+        return f"sa.{obj.impl_instance!r}"
+    return False
+
+
+def _server_default(table: str, column: str) -> Any:
+    """A DDL default for a NOT NULL column added to a table that may already hold rows."""
+    from sqlmodel import SQLModel
+
+    default = SQLModel.metadata.tables[table].c[column].default
+    arg = getattr(default, "arg", None)
+    if default is None or not getattr(default, "is_scalar", False):
+        raise RuntimeError(
+            f"{table}.{column} is added NOT NULL without a constant default: existing rows need "
+            "a value, so give the column a server_default in the generated script by hand"
+        )
+    if isinstance(arg, bool):
+        return text("true" if arg else "false")  # SQLite 3.23+ and PostgreSQL both take these
+    if isinstance(arg, int | float):
+        return text(str(arg))
+    return str(arg)
+
+
+def _add_server_defaults(operations: Any) -> None:
+    for operation in getattr(operations, "ops", []):
+        if isinstance(operation, ops.AddColumnOp):
+            column = operation.column
+            if not column.nullable and column.server_default is None:
+                operation.column = Column(
+                    column.name,
+                    column.type,
+                    nullable=False,
+                    server_default=_server_default(operation.table_name, column.name),
+                    comment=column.comment,
+                )
+        else:
+            _add_server_defaults(operation)
+
+
+def process_revision_directives(_context: Any, _revision: Any, directives: list[Any]) -> None:
+    """Generated scripts give NOT NULL columns added to existing tables a server default."""
+    for script in directives:
+        _add_server_defaults(script.upgrade_ops)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m account.migrate revision -m MESSAGE``: write the next revision."""
+    parser = argparse.ArgumentParser(prog="python -m account.migrate")
+    sub = parser.add_subparsers(dest="command", required=True)
+    revision = sub.add_parser("revision", help="write the next revision from the models")
+    revision.add_argument("-m", "--message", required=True)
+    args = parser.parse_args(argv)
+    path = make_revision(args.message)
+    print(path if path else "the models match the newest revision: nothing to write")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
