@@ -164,6 +164,20 @@ def test_participant_gets_the_offer_by_mail_and_accepts_and_resolves_by_smtp_rep
     assert msg.get_body(preferencelist=("html",)) is not None
     assert "Card reader fault" in offer.text() and "please send an engineer" in offer.text()
 
+    # What the upstream does to the ticket reaches the participant as mails of the thread.
+    acme.call(
+        "POST",
+        f"/api/v1/tickets/{number}/comments",
+        json={"body": "Access code for the back door: 4711.", "visibility": "partner"},
+    )
+    acme.call("PATCH", f"/api/v1/tickets/{number}", json={"priority": "critical"})
+    comment = mail_of(sink, BOSS, "Comment:")
+    assert "Access code for the back door: 4711." in comment.text()
+    assert comment.message["In-Reply-To"] == msg["Message-ID"]
+    assert str(msg["Message-ID"]) in str(comment.message["References"])
+    changed = mail_of(sink, BOSS, "Ticket changed")
+    assert "critical" in changed.text()
+
     accept = reply_to(offer, sender=BOSS, text="ACCEPT\nWe will be on site at 10.")
     send_mail(adapter.smtp_listen_port, accept, BOSS, [reply_address])
     eventually(
@@ -206,9 +220,34 @@ def test_participant_gets_the_offer_by_mail_and_accepts_and_resolves_by_smtp_rep
     assert "Reply-To" not in notice.message or "+" not in str(notice.message["Reply-To"])
     assert delegation_of(acme, number)["state"] == "resolved"
 
-    # The upstream confirms: the participant is told by mail.
-    acme.call("POST", f"/api/v1/delegations/{delegation_of(acme, number)['id']}/confirm", json={})
+    # The upstream asks for rework, then confirms the second resolution: both are mails.
+    delegation_id = delegation_of(acme, number)["id"]
+    acme.call(
+        "POST", f"/api/v1/delegations/{delegation_id}/rework", json={"reason": "Still beeps."}
+    )
+    rework = mail_of(sink, BOSS, "Please rework")
+    assert "Still beeps." in rework.text()
+    again = reply_to(rework, sender=BOSS, text="RESOLVED Replaced the beeper too.")
+    send_mail(adapter.smtp_listen_port, again, BOSS, [reply_address])
+    eventually(
+        lambda: delegation_of(acme, number)["resolution"] == "Replaced the beeper too.",
+        what="the second resolution",
+    )
+    acme.call("POST", f"/api/v1/delegations/{delegation_id}/confirm", json={})
     mail_of(sink, BOSS, "Resolution confirmed")
+
+    # A recalled offer is a mail too; a reply to it afterwards changes nothing.
+    second = delegate(acme, participant["account_id"], title="Lobby light flickers")
+    second_offer = mail_of(sink, BOSS, "Lobby light flickers")
+    second_id = delegation_of(acme, second)["id"]
+    acme.call("POST", f"/api/v1/delegations/{second_id}/recall", json={"reason": "Fixed it."})
+    withdrawn = mail_of(sink, BOSS, "Ticket withdrawn")
+    assert "Fixed it." in withdrawn.text()
+    late = reply_to(second_offer, sender=BOSS, text="ACCEPT")
+    send_mail(adapter.smtp_listen_port, late, BOSS, [str(second_offer.message["Reply-To"])])
+    closed_notice = mail_of(sink, BOSS, "not applied")
+    assert "closed" in closed_notice.text()
+    assert delegation_of(acme, second)["state"] == "recalled"
 
 
 def test_a_russian_participant_replies_into_an_imap_mailbox_the_adapter_polls(
