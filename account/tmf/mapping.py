@@ -192,7 +192,7 @@ def event_types(kind: str, old_status: str | None, new_status: str) -> list[str]
         elif new_status == "pending":
             out.append(INFORMATION_REQUIRED)
         return out
-    if kind in _ATTRIBUTE_KINDS:
+    if kind in _ATTRIBUTE_KINDS or kind.startswith("sla_"):
         return [ATTRIBUTE_CHANGE]
     return []
 
@@ -321,6 +321,19 @@ class TicketFacts:
     external_ids: list[ExternalId] = field(default_factory=list)
     parties: list[Party] = field(default_factory=list)
     notes: list[NoteFacts] = field(default_factory=list)
+    expected_resolution_at: datetime | None = None
+    sla_state: str = "none"
+
+
+def expected_resolution(
+    own: datetime | None, below: Iterable[tuple[str, datetime | None]]
+) -> datetime | None:
+    """``expectedResolutionDate``: this node's own SLA resolution deadline (from its upstream's
+    contract) or, without one, the latest deadline of the live delegations below it."""
+    if own is not None:
+        return own
+    dues = [due for state, due in below if due is not None and state in _LIVE_DELEGATION]
+    return max(dues) if dues else None
 
 
 def chain_identifiers(
@@ -438,6 +451,16 @@ def render(facts: TicketFacts, *, base_url: str) -> dict[str, Any]:
         doc["statusChangeReason"] = facts.status_reason
     if facts.resolved_at is not None and facts.status in ("resolved", "closed"):
         doc["resolutionDate"] = instant(facts.resolved_at)
+    if facts.expected_resolution_at is not None:
+        doc["expectedResolutionDate"] = instant(facts.expected_resolution_at)
+    doc["troubleTicketCharacteristic"] = [
+        {
+            "@type": "StringCharacteristic",
+            "name": "slaState",
+            "valueType": "string",
+            "value": facts.sla_state,
+        }
+    ]
     if facts.requested_resolution_at is not None:
         doc["requestedResolutionDate"] = instant(facts.requested_resolution_at)
     return doc

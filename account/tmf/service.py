@@ -30,6 +30,7 @@ from account.tmf import mapping
 from account.tmf.models import TmfHub, TmfNotification, TmfTicketInfo
 from account.tmf.schemas import NOT_NULLABLE, TroubleTicketCreate, TroubleTicketPatch
 from account.users.models import User
+from exchange.clock import aware
 
 MAX_HUBS_PER_USER: Final = 20
 # A status filter is applied after the chain decides the status, over at most this many tickets.
@@ -74,6 +75,11 @@ def facts(
         for c in ticket_service.list_comments(session=session, ticket=ticket, user=user)
         if c.visibility != "internal"
     ]
+    incoming = delegation_service.incoming(session=session, ticket=ticket)
+    expected = mapping.expected_resolution(
+        aware(incoming.resolve_due_at) if incoming and incoming.resolve_due_at else None,
+        [(d.state, aware(d.resolve_due_at) if d.resolve_due_at else None) for d in outgoing],
+    )
     return mapping.TicketFacts(
         number=ticket.number,
         title=ticket.title,
@@ -102,6 +108,8 @@ def facts(
             requester=str(requester) if requester else None,
         ),
         notes=notes,
+        expected_resolution_at=expected,
+        sla_state=ticket.sla_state,
     )
 
 

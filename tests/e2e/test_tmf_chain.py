@@ -10,6 +10,7 @@ companies in ``relatedParty``. Every event validates against the v5.0.1 specific
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -42,7 +43,8 @@ def test_a_tmf_client_follows_its_ticket_down_the_chain(nodes: NodeFactory) -> N
     acme = started(nodes, "acme", "ACME Vendor")
     northwind = started(nodes, "northwind", "Northwind Services")
     southpole = started(nodes, "southpole", "Southpole Field Ops")
-    link(acme, northwind, {"disclose_subcontractors": "named"})
+    sla = {"targets": {"critical": {"response_minutes": 30, "resolution_minutes": 240}}}
+    link(acme, northwind, {"disclose_subcontractors": "named", "sla": sla})
     link(northwind, southpole, {"disclose_subcontractors": "named"})
 
     acme.call(
@@ -165,5 +167,10 @@ def test_a_tmf_client_follows_its_ticket_down_the_chain(nodes: NodeFactory) -> N
             ("subcontractor level 1", "Northwind Services"),
             ("subcontractor level 2", "Southpole Field Ops"),
         }
+        # The contract's SLA below is the TMF client's expected resolution (24/7: offer + 4 h).
+        expected = datetime.fromisoformat(ticket["expectedResolutionDate"])
+        opened = datetime.fromisoformat(ticket["creationDate"])
+        assert timedelta(hours=4) <= expected - opened < timedelta(hours=4, minutes=5)
+        assert ticket["troubleTicketCharacteristic"][0]["name"] == "slaState"
         assert tmf.delete(f"/hub/{hub.json()['id']}").status_code == 204
     assert all(node.rejected() == [] for node in (acme, northwind, southpole))

@@ -129,6 +129,7 @@ def test_priority_and_severity_both_ways() -> None:
         ("comment", "inProgress", "inProgress", [mapping.ATTRIBUTE_CHANGE]),
         ("comment", None, "inProgress", [mapping.ATTRIBUTE_CHANGE]),
         ("cascade_held", "inProgress", "inProgress", []),
+        ("sla_breach", "inProgress", "inProgress", [mapping.ATTRIBUTE_CHANGE]),
     ],
 )
 def test_timeline_events_become_tmf_events(
@@ -289,6 +290,8 @@ def test_a_rendered_ticket_and_its_events_validate_against_the_specification() -
             requester=None,
         ),
         notes=[mapping.NoteFacts(id="n1", author="Eve", date=AT, text="done")],
+        expected_resolution_at=AT,
+        sla_state="breached",
     )
     doc = mapping.render(facts, base_url="https://acme.example")
     assert schema_errors("TroubleTicket_RES", doc) == []
@@ -298,7 +301,15 @@ def test_a_rendered_ticket_and_its_events_validate_against_the_specification() -
         "Critical",
         "incident",
     )
-    assert doc["resolutionDate"] == "2026-12-01T09:30:00.000Z"
+    assert doc["resolutionDate"] == doc["expectedResolutionDate"] == "2026-12-01T09:30:00.000Z"
+    assert doc["troubleTicketCharacteristic"] == [
+        {
+            "@type": "StringCharacteristic",
+            "name": "slaState",
+            "valueType": "string",
+            "value": "breached",
+        }
+    ]
     for event_type in mapping.EVENT_TYPES:
         event = mapping.event(
             event_id="e1",
@@ -317,3 +328,11 @@ def test_a_rendered_ticket_and_its_events_validate_against_the_specification() -
         "status": "resolved",
     }
     assert mapping.select_fields(doc, "") == doc
+
+
+def test_expected_resolution_is_our_own_deadline_else_the_latest_live_one_below() -> None:
+    early, late = AT, AT.replace(hour=15)
+    assert mapping.expected_resolution(early, [("in_progress", late)]) == early
+    assert mapping.expected_resolution(None, [("accepted", early), ("offered", late)]) == late
+    assert mapping.expected_resolution(None, [("accepted", early), ("recalled", late)]) == early
+    assert mapping.expected_resolution(None, [("declined", late), ("accepted", None)]) is None
