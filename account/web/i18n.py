@@ -202,6 +202,7 @@ RU: Final[dict[str, str]] = {
     "compliance": "соблюдение",
     "No data for this period.": "За этот период данных нет.",
     "Download CSV": "Скачать CSV",
+    "Where the time went": "Где ушло время",
     # keyed families
     "status:new": "новая",
     "status:open": "открыта",

@@ -134,6 +134,14 @@ def test_link_delegate_accept_resolve_watch_the_chain_and_return_for_rework(
     eventually(reopened, timeout=20, interval=0.3, what="the rework at northwind")
     expect(b.get_by_text("The receipt printer still jams.").first).to_be_visible()
 
+    # The reports page has Northwind's scorecard; the ticket list has the ticket.
+    a.goto(base(acme) + "/ui/reports")
+    expect(a.locator(f"#scorecards tr[data-partner='{north.account_id}']")).to_have_count(1)
+    a.screenshot(path=str(shots / "reports.png"), full_page=True)
+    a.goto(base(acme) + "/ui/tickets?q=ATM")
+    expect(a.get_by_role("link", name=number)).to_have_count(1)
+    a.screenshot(path=str(shots / "tickets-origin.png"), full_page=True)
+
     # A POST without the CSRF token is refused, even with the session cookie.
     refused = a.request.post(
         base(acme) + f"/ui/tickets/{number}/comments",

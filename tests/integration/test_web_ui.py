@@ -481,3 +481,26 @@ async def test_upload_and_download_an_attachment_with_its_visibility(
     assert "public.txt" in page and "partner.txt" not in page
     assert (await client.get(links["partner.txt"])).status_code == 404
     assert (await client.get(links["public.txt"])).content == b"content of public.txt"
+
+
+# -- reports ------------------------------------------------------------------------------------
+
+
+async def test_the_reports_page_is_for_dispatchers_and_says_when_the_period_is_wrong(
+    client: httpx.AsyncClient,
+) -> None:
+    await login(client, "eng")
+    assert (await client.get("/ui/reports")).status_code == 404
+    assert (await client.get("/ui/reports/partners.csv")).status_code == 404
+    client.cookies.clear()
+    await login(client, "disp")
+    page = await client.get("/ui/reports")
+    assert page.status_code == 200
+    assert "Partner scorecards" in page.text and "SLA compliance" in page.text
+    assert "No data for this period." in page.text
+    backwards = await client.get("/ui/reports", params={"from": "2026-12-01", "to": "2026-11-01"})
+    assert backwards.status_code == 400
+    assert flashes(backwards.text) == ["from must be before to"]
+    csv = await client.get("/ui/reports/sla.csv", params={"from": "2026-11-01"})
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert (await client.get("/ui/reports/secrets.csv")).status_code == 404
