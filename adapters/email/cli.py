@@ -54,7 +54,7 @@ def invite(
         )
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    with Session(ctx.engine) as session:
+    with Session(ctx.engine, expire_on_commit=False) as session:
         try:
             participant, _identity = participants.create(
                 session=session,

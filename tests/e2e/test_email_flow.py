@@ -8,6 +8,7 @@ Dovecot mailbox."""
 from __future__ import annotations
 
 import email.policy
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,14 @@ from tests.support.mail import (
     reply_to,
     send_mail,
 )
-from tests.support.nodes import NodeFactory, NodeProcess, delete_queues, eventually, run_id
+from tests.support.nodes import (
+    TIX,
+    NodeFactory,
+    NodeProcess,
+    delete_queues,
+    eventually,
+    run_id,
+)
 
 BOSS = "boss@eastwood.example"
 OFFICE = "office@eastwood.example"
@@ -293,3 +301,47 @@ def test_a_russian_participant_replies_into_an_imap_mailbox_the_adapter_polls(
         what="the upstream to see the resolution read over IMAP",
     )
     assert [c["body"] for c in comments()].count("Будем в 10:00.") == 1
+
+
+def test_cli_invite_is_picked_up_by_the_running_adapter_and_bad_input_changes_nothing(
+    nodes: NodeFactory, adapters: Adapters, sink: SmtpSink
+) -> None:
+    acme = nodes("acme", label="ACME Vendor")
+    adapter = adapters.make("mailgw", {"TIX_SMTP_URL": sink.url})
+    invite = acme.call("POST", "/api/v1/links/invitations", json={"contract": {}})
+
+    for body in (
+        {"token": "not-a-token-at-all", "name": "X", "emails": [BOSS]},
+        {"token": invite["token"], "name": "X", "emails": ["Bob <a@b.example> <c@d.example>"]},
+        {"token": invite["token"], "name": "X", "emails": [BOSS], "language": "de"},
+        {"token": invite["token"], "name": " ", "emails": [BOSS]},
+    ):
+        response = adapter.client.post("/api/v1/participants", json=body)
+        assert 400 <= response.status_code < 500, response.text
+        assert "detail" in response.json()
+    assert adapter.call("GET", "/api/v1/participants")["items"] == []
+
+    result = subprocess.run(
+        [
+            TIX, "adapter", "email", "invite", "--token", invite["token"],
+            "--name", "Westgate Cabling", "--email", OFFICE, "--language", "en",
+        ],
+        env=adapter.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (participant,) = adapter.call("GET", "/api/v1/participants")["items"]
+    adapters.hosted.append(participant["account_id"])
+    assert participant["name"] == "Westgate Cabling" and participant["emails"] == [OFFICE]
+
+    def linked() -> bool:
+        items = acme.call("GET", "/api/v1/links")["items"]
+        return any(item["partner"] == participant["account_id"] for item in items)
+
+    eventually(linked, what="the upstream to see the CLI participant's link.accept")
+    mail_of(sink, OFFICE, "Welcome")
+    delegate(acme, participant["account_id"], title="Patch panel 4")
+    mail_of(sink, OFFICE, "Patch panel 4")  # the running adapter consumes the new account
