@@ -67,6 +67,7 @@ def node_serve(
 
     from account.app import create_app
     from account.bootstrap import build_context, build_transport
+    from account.migrate import SchemaOutOfDate
     from account.node import NodeRuntime
     from account.observability import logs
 
@@ -76,7 +77,11 @@ def node_serve(
         raise typer.BadParameter(
             "a served node talks to RabbitMQ; the in-process one is for tix demo"
         )
-    ctx = build_context(settings)
+    try:
+        ctx = build_context(settings)
+    except SchemaOutOfDate as exc:
+        console.print(f"[red]cannot serve:[/] {exc}")
+        raise typer.Exit(1) from exc
     runtime = NodeRuntime(ctx, build_transport(settings))
     uvicorn.run(
         create_app(ctx, runtime), host=host, port=port, log_level="warning", log_config=None

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -236,7 +237,7 @@ def test_a_database_from_before_migrations_is_taken_as_0001_and_upgraded(tmp_pat
         engine.dispose()
 
 
-def test_tix_db_current_and_upgrade(tmp_path: Path) -> None:
+def test_tix_db_current_and_upgrade_and_serve_refusing_an_old_schema(tmp_path: Path) -> None:
     from account.cli import app
 
     url = sqlite_url(tmp_path)
@@ -246,6 +247,19 @@ def test_tix_db_current_and_upgrade(tmp_path: Path) -> None:
     result = runner.invoke(app, ["db", "current"], env=env)
     assert result.exit_code == 0, result.output
     assert "database 0001" in result.output and "tix db upgrade" in result.output
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:  # `tix node serve` configures logging for the process; put the test's back after
+        result = runner.invoke(app, ["node", "serve"], env=env)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())  # rich wraps long lines
+    assert "cannot serve" in said and "run `tix db upgrade`" in said
     result = runner.invoke(app, ["db", "upgrade"], env=env)
     assert result.exit_code == 0, result.output
     assert f"0001 → {migrate.head()}" in result.output
