@@ -162,7 +162,12 @@ class OutboxRelay:
             except TransportUnavailable:
                 raise
             except Unroutable:
-                log.warning("no inbox for %s; message %s waits", row.to_account, row.message_id)
+                log.warning(
+                    "no inbox for %s; message %s waits",
+                    row.to_account,
+                    row.message_id,
+                    extra={"message_id": row.message_id, "message_type": row.type},
+                )
                 blocked.add(row.to_account)
                 await asyncio.to_thread(
                     _mark_retry, self._engine, row.id, "unroutable", self._max_backoff
