@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from account.messaging.models import OutboxMessage, RejectedInbound
@@ -46,6 +47,17 @@ class _NodeCollector(Collector):
         return []  # collected on demand; nothing to check at registration
 
     def collect(self) -> Iterable[Metric]:
+        try:
+            yield from self._from_database()
+            database_up = 1
+        except SQLAlchemyError:
+            database_up = 0  # the other metrics still tell what the process knows
+        yield GaugeMetricFamily(
+            "tix_database_up", "1 when the database answered this scrape", value=database_up
+        )
+        yield from self._from_process()
+
+    def _from_database(self) -> Iterable[Metric]:
         with Session(self._engine) as session:
             by_state = dict(
                 session.exec(
@@ -86,6 +98,7 @@ class _NodeCollector(Collector):
             family.add_metric([reason], count)
         yield family
 
+    def _from_process(self) -> Iterable[Metric]:
         family = CounterMetricFamily(
             "tix_messages_in",
             "Inbound deliveries handled by this process, by outcome",

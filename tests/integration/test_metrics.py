@@ -19,6 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -118,6 +119,7 @@ async def test_metrics_count_outbox_lag_rejections_and_http_latency_per_route_te
     assert got[("tix_messages_rejected_total", (("reason", "bad_signature"),))] == 2
     assert got[("tix_messages_rejected_total", (("reason", "schema"),))] == 1
     assert got[("tix_broker_up", ())] == 0
+    assert got[("tix_database_up", ())] == 1
 
     def count(route: str, status: str) -> float:
         key = (("method", "GET"), ("route", route), ("status", status))
@@ -238,3 +240,16 @@ async def test_a_trace_follows_a_chain_from_the_request_through_relay_and_inbox(
             assert parsed is not None and parsed.trace_id == TRACE, row.type
             spans.add(parsed.span_id)
         assert offer_trace.span_id not in spans and len(spans) == len(caused)
+
+
+def test_metrics_still_answer_when_the_database_does_not(tmp_path: Path) -> None:
+    unreachable = create_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'node.db'}")
+    try:
+        metrics = NodeMetrics(unreachable, {"broker": "up"}, inbound=lambda: {"applied": 3})
+        got = samples(metrics.render().decode())
+    finally:
+        unreachable.dispose()
+    assert got[("tix_database_up", ())] == 0
+    assert got[("tix_broker_up", ())] == 1
+    assert got[("tix_messages_in_total", (("outcome", "applied"),))] == 3
+    assert not any(name.startswith("tix_outbox") for name, _labels in got)
