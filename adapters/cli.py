@@ -11,9 +11,11 @@ import typer
 from account import demo
 from account.cli import app
 from adapters.email.cli import email_app
+from adapters.webhook.cli import webhook_app
 
 adapter_app = typer.Typer(help="Adapters for partners without a node.", no_args_is_help=True)
 adapter_app.add_typer(email_app, name="email")
+adapter_app.add_typer(webhook_app, name="webhook")
 app.add_typer(adapter_app, name="adapter")
 
 

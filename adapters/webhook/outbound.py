@@ -1,0 +1,126 @@
+"""Events for hosted help desks, queued in the transaction of what they tell about.
+
+``on_applied`` is the node's ``on_applied`` hook: it runs inside the inbox transaction of every
+message applied to a hosted account and turns offers, updates, comments, recalls, reworks,
+confirmations and ratings into ``WebhookOutbox`` rows (with the ticket as the participant's
+mapping names it), so an event is queued exactly when what it tells about happened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final
+
+from sqlmodel import Session, select
+
+from account.context import Identity
+from account.delegations.models import Delegation
+from account.links.models import Link
+from account.tickets.models import Ticket
+from adapters.webhook import mapping
+from adapters.webhook.models import WebhookOutbox, WebhookParticipant
+from adapters.webhook.participants import mapping_of
+from exchange.clock import instant, utcnow
+from exchange.envelopes import Opened
+from schemas import messages as m
+
+EVENTS: Final = {
+    "delegation.offer": "offer",
+    "ticket.update": "update",
+    "ticket.comment": "comment",
+    "delegation.recall": "recall",
+    "resolution.rework": "rework",
+    "resolution.confirm": "confirm",
+    "rating": "rating",
+}
+
+
+def ticket_of(ticket: Ticket, delegation: Delegation, link: Link | None) -> dict[str, Any]:
+    """The ticket in Tix names; ``ticket_id`` is what the help desk answers with."""
+    return {
+        "ticket_id": delegation.delegation_id,
+        "number": ticket.number,
+        "title": ticket.title,
+        "description": ticket.description,
+        "priority": ticket.priority,
+        "category": ticket.category,
+        "status": ticket.status,
+        "service_object": ticket.service_object,
+        "requester": ticket.requester,
+        "created_at": instant(ticket.created_at),
+        "upstream": {
+            "account": ticket.upstream_account,
+            "name": (link.peer_label if link else None) or ticket.upstream_account,
+            "ref": ticket.upstream_ref,
+        },
+    }
+
+
+def queue(
+    session: Session,
+    participant: WebhookParticipant,
+    event: str,
+    ticket: dict[str, Any],
+    extra: dict[str, Any],
+) -> WebhookOutbox:
+    event_id = str(uuid.uuid4())
+    row = WebhookOutbox(
+        account_id=participant.account_id,
+        event_id=event_id,
+        event=event,
+        payload={
+            "event_id": event_id,
+            "event": event,
+            "occurred_at": instant(utcnow()),
+            "participant": participant.account_id,
+            "ticket": mapping.ticket_out(ticket, mapping_of(participant)),
+        }
+        | extra,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def on_applied(session: Session, identity: Identity, opened: Opened) -> None:
+    """Queue the event an applied message means for a hosted help desk (if any)."""
+    event = EVENTS.get(opened.envelope.type)
+    if event is None:
+        return
+    participant = session.exec(
+        select(WebhookParticipant).where(WebhookParticipant.account_id == identity.account_id)
+    ).first()
+    if participant is None:
+        return  # the adapter's own account
+    delegation = session.exec(
+        select(Delegation).where(
+            Delegation.account_id == identity.account_id,
+            Delegation.delegation_id == opened.envelope.subject,
+        )
+    ).first()
+    if delegation is None or delegation.role != "in":
+        return
+    ticket = session.get(Ticket, delegation.ticket_id)
+    if ticket is None:
+        return
+    link = session.get(Link, delegation.link_id)
+    body = opened.body
+    extra: dict[str, Any] = {}
+    if isinstance(body, m.DelegationOffer):
+        extra["note"] = body.note
+    elif isinstance(body, m.TicketUpdate):
+        extra["changes"] = body.model_dump(exclude_none=True)
+    elif isinstance(body, m.TicketComment):  # internal ones never cross a link
+        extra["comment"] = {
+            "id": body.comment_id,
+            "author": body.author,
+            "body": body.body,
+            "created_at": body.created_at,
+        }
+    elif isinstance(body, m.DelegationRecall | m.ResolutionRework):
+        extra["reason"] = body.reason
+    elif isinstance(body, m.ResolutionConfirm):
+        extra["note"] = body.note
+    elif isinstance(body, m.Rating):
+        extra["rating"] = {"score": body.score, "comment": body.comment}
+    queue(session, participant, event, ticket_of(ticket, delegation, link), extra)

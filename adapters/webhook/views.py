@@ -1,0 +1,62 @@
+"""``/api/v1/webhook-participants`` (the adapter's admin) and the help desks' inbound endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from sqlmodel import col, select
+
+from account.deps import AdminUser, ContextDep, SessionDep, commit
+from adapters.webhook import participants, signing
+from adapters.webhook.models import WebhookParticipant
+from adapters.webhook.participants import ParticipantCreate
+from adapters.webhook.service import WebhookAdapter
+
+router = APIRouter(tags=["webhook participants"])
+
+
+def _adapter(request: Request) -> WebhookAdapter:
+    adapter: WebhookAdapter = request.app.state.webhook
+    return adapter
+
+
+@router.post("/api/v1/webhook-participants", status_code=status.HTTP_201_CREATED)
+def create_participant(
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    _admin: AdminUser,
+    participant_in: ParticipantCreate,
+) -> dict[str, Any]:
+    """Host a help desk and accept the upstream's invitation as it; the secret is shown once."""
+    adapter = _adapter(request)
+    participant, identity = participants.create(
+        session=session,
+        settings=ctx.settings,
+        adapter=ctx.identity,
+        participant_in=participant_in,
+        allowed_hosts=adapter.settings.allowed_hosts,
+    )
+    commit(session, ctx)
+    adapter.host(identity)
+    return participants.to_public(participant) | {"secret": participant.secret}
+
+
+@router.get("/api/v1/webhook-participants")
+def list_participants(ctx: ContextDep, session: SessionDep, _admin: AdminUser) -> dict[str, Any]:
+    rows = session.exec(
+        select(WebhookParticipant)
+        .where(WebhookParticipant.adapter_account == ctx.account_id)
+        .order_by(col(WebhookParticipant.id))
+    ).all()
+    return {"items": [participants.to_public(row) for row in rows]}
+
+
+@router.post("/webhooks/{account_id}/inbound")
+async def inbound(request: Request, account_id: str) -> dict[str, Any]:
+    """A help desk's answer, signed like the adapter's webhooks (``X-Tix-Signature``)."""
+    body = await request.body()
+    header = request.headers.get(signing.HEADER)
+    return await asyncio.to_thread(_adapter(request).receive, account_id[:63], header, body)

@@ -1,0 +1,300 @@
+"""A company with its own help desk joins a chain through the webhook adapter.
+
+An upstream node process and a ``tix adapter webhook serve`` process over the machine's
+RabbitMQ; the help desk is a real HTTP server on loopback started by the test. Offers, comments
+and confirmations reach it signed (HMAC-SHA256 over timestamp and body) with its field and
+status names, in order, also after it was down for a while; it answers through the signed
+inbound endpoint (accept, comment, attachment, status), and replayed, stale, forged or
+malformed answers are refused and change nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.webhook import signing
+from tests.support.nodes import (
+    TIX,
+    NodeFactory,
+    NodeProcess,
+    delete_queues,
+    eventually,
+    run_id,
+)
+
+MAPPING = {
+    "fields": {"title": "subject", "ticket_id": "external_id"},
+    "status_out": {"offered": "new", "open": "open", "in_progress": "open", "resolved": "solved"},
+    "status_in": {"open": "in_progress", "hold": "on_hold", "solved": "resolved"},
+    "priority_out": {"critical": "urgent"},
+}
+
+
+class HelpDesk(ThreadingHTTPServer):
+    """Records each POST (headers and exact body); answers 503 while ``down``."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.down = False
+        self.refused = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/tix"
+
+    def received(self) -> list[tuple[dict[str, str], bytes]]:
+        with self.lock:
+            return list(self.calls)
+
+    def events(self) -> list[str]:
+        return [json.loads(body)["event"] for _, body in self.received()]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: HelpDesk
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.server.down:
+            self.server.refused += 1
+            self.send_response(503)
+            self.end_headers()
+            return
+        with self.server.lock:
+            self.server.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def helpdesk() -> Iterator[HelpDesk]:
+    server = HelpDesk()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+class AdapterProcess(NodeProcess):
+    """``tix adapter webhook serve`` in its own process (an ordinary node plus the adapter)."""
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = super().env()
+        env.update(
+            TIX_WEBHOOK_POLL_SECONDS="0.1",
+            TIX_WEBHOOK_RETRY_INITIAL_SECONDS="0.1",
+            TIX_WEBHOOK_RETRY_MAX_SECONDS="0.5",
+        )
+        env.update(extra or {})
+        return env
+
+    def start(self, extra_env: dict[str, str] | None = None, *, wait_broker: bool = True) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.starts += 1
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [TIX, "adapter", "webhook", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env(extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        eventually(self._healthy, timeout=30, what=f"{self.account_id} to answer")
+        self.login()
+        if wait_broker:
+            self.wait_broker()
+
+
+@pytest.fixture
+def adapter(amqp_url: str, tmp_path: Path) -> Iterator[AdapterProcess]:
+    process = AdapterProcess(f"hooks-{run_id()}", tmp_path, amqp_url=amqp_url)
+    process.init()
+    process.start()
+    hosted: list[str] = []
+    process.hosted = hosted  # type: ignore[attr-defined]
+    yield process
+    process.close()
+    delete_queues(amqp_url, [process.account_id, *hosted])
+
+
+def signed(secret: str, payload: Any, *, at: int | None = None) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(payload).encode()
+    stamp = int(time.time()) if at is None else at
+    return body, {
+        "Content-Type": "application/json",
+        signing.HEADER: signing.header(secret.encode(), stamp, body),
+    }
+
+
+def test_a_help_desk_works_a_ticket_through_signed_webhooks(
+    nodes: NodeFactory, adapter: AdapterProcess, helpdesk: HelpDesk
+) -> None:
+    acme = nodes("acme", label="ACME Vendor")
+    invite = acme.call("POST", "/api/v1/links/invitations", json={"contract": {}})
+    bad = adapter.client.post(
+        "/api/v1/webhook-participants",
+        json={"token": invite["token"], "name": "Zen Co", "url": "ftp://desk.example/x"},
+    )
+    assert bad.status_code == 400, bad.text
+    participant = adapter.call(
+        "POST",
+        "/api/v1/webhook-participants",
+        json={"token": invite["token"], "name": "Zen Co", "url": helpdesk.url, "mapping": MAPPING},
+        expect=201,
+    )
+    account, secret = participant["account_id"], participant["secret"]
+    adapter.hosted.append(account)  # type: ignore[attr-defined]
+    listed = adapter.call("GET", "/api/v1/webhook-participants")["items"]
+    assert [p["account_id"] for p in listed] == [account] and "secret" not in listed[0]
+    eventually(
+        lambda: any(i["partner"] == account for i in acme.call("GET", "/api/v1/links")["items"]),
+        what="the link at the upstream",
+    )
+
+    number = acme.call(
+        "POST",
+        "/api/v1/tickets",
+        json={"title": "ATM 0417 out of service", "priority": "critical"},
+    )["number"]
+    acme.call("POST", f"/api/v1/tickets/{number}/delegations", json={"partner": account})
+    eventually(lambda: helpdesk.events() == ["offer"], what="the offer at the help desk")
+
+    headers, body = helpdesk.received()[0]
+    stamp = int(headers["x-tix-signature"].split(",")[0][2:])
+    assert signing.verify(
+        secret.encode(), headers["x-tix-signature"], body, now=int(time.time())
+    ) == signing.digest(secret.encode(), stamp, body)
+    offer = json.loads(body)
+    assert headers["x-tix-event"] == "offer" and headers["x-tix-event-id"] == offer["event_id"]
+    ticket = offer["ticket"]
+    assert (ticket["subject"], ticket["priority"], ticket["status"]) == (
+        "ATM 0417 out of service",
+        "urgent",
+        "new",
+    )
+    assert (ticket["upstream"]["account"], ticket["upstream"]["ref"]) == (acme.account_id, number)
+    ticket_id = ticket["external_id"]
+    inbound = f"/webhooks/{account}/inbound"
+
+    def delegation() -> dict[str, Any]:
+        found: dict[str, Any] = acme.ticket(number)["delegations"][0]
+        return found
+
+    # Refused answers change nothing: forged, stale, unsigned, replayed, malformed, unmapped.
+    accept = {"action": "accept", "ticket_id": ticket_id}
+    body, good = signed(secret, accept)
+    forged = signed("not-the-secret", accept)
+    stale = signed(secret, accept, at=int(time.time()) - 3600)
+    refusals: list[tuple[bytes, dict[str, str], int, str]] = [
+        (forged[0], forged[1], 401, "signature does not match"),
+        (stale[0], stale[1], 401, "stale signature"),
+        (body, {"Content-Type": "application/json"}, 401, "missing signature"),
+    ]
+    for payload in (
+        {"action": "explode", "ticket_id": ticket_id},
+        {"action": "status", "ticket_id": ticket_id, "status": "closed"},
+        {"action": "accept", "ticket_id": "not-a-ticket"},
+        {"action": "attachment", "ticket_id": ticket_id, "filename": "a", "content_base64": "@@"},
+    ):
+        raw, hdrs = signed(secret, payload)
+        code = 404 if payload["ticket_id"] == "not-a-ticket" else 400
+        refusals.append((raw, hdrs, code, ""))
+    with httpx.Client(base_url=f"http://127.0.0.1:{adapter.port}", timeout=15) as desk:
+        for raw, hdrs, code, reason in refusals:
+            response = desk.post(inbound, content=raw, headers=hdrs)
+            assert response.status_code == code, response.text
+            assert reason in response.json()["detail"]
+        assert (
+            desk.post("/webhooks/nobody-1234/inbound", content=body, headers=good).status_code
+            == 401
+        )
+        assert delegation()["state"] == "offered"
+
+        response = desk.post(inbound, content=body, headers=good)
+        assert response.status_code == 200, response.text
+        assert response.json()["ticket"]["status"] == "open"
+        replay = desk.post(inbound, content=body, headers=good)
+        assert replay.status_code == 401 and replay.json()["detail"] == "replayed request"
+        eventually(lambda: delegation()["state"] == "accepted", what="the accept upstream")
+
+        # The help desk is down while the upstream comments and raises the priority.
+        helpdesk.down = True
+        acme.call(
+            "POST",
+            f"/api/v1/tickets/{number}/comments",
+            json={"body": "The branch opens at 9", "visibility": "partner"},
+        )
+        acme.call("PATCH", f"/api/v1/tickets/{number}", json={"priority": "high"})
+        eventually(lambda: helpdesk.refused >= 2, what="deliveries refused while down")
+        helpdesk.down = False
+        eventually(
+            lambda: helpdesk.events() == ["offer", "comment", "update"], what="the queued events"
+        )
+        comment = json.loads(helpdesk.received()[1][1])
+        assert comment["comment"]["body"] == "The branch opens at 9"
+        update = json.loads(helpdesk.received()[2][1])
+        assert update["changes"] == {"priority": "high"} and update["ticket"]["priority"] == "high"
+
+        for payload in (
+            {
+                "action": "comment",
+                "ticket_id": ticket_id,
+                "body": "Engineer dispatched",
+                "author": "Kim",
+            },
+            {
+                "action": "attachment",
+                "ticket_id": ticket_id,
+                "filename": "report.txt",
+                "content_type": "text/plain",
+                "content_base64": base64.b64encode(b"card reader replaced\n").decode(),
+            },
+            {
+                "action": "status",
+                "ticket_id": ticket_id,
+                "status": "solved",
+                "note": "reader swapped",
+            },
+        ):
+            raw, hdrs = signed(secret, payload)
+            response = desk.post(inbound, content=raw, headers=hdrs)
+            assert response.status_code == 200, response.text
+    eventually(lambda: delegation()["state"] == "resolved", what="the resolution upstream")
+    assert delegation()["resolution"] == "reader swapped"
+    comments = acme.call("GET", f"/api/v1/tickets/{number}/comments")["items"]
+    assert [c["body"] for c in comments] == ["The branch opens at 9", "Engineer dispatched"]
+    assert comments[1]["author"].startswith("Kim (via help desk)")
+    files = eventually(
+        lambda: acme.call("GET", f"/api/v1/tickets/{number}/attachments")["items"],
+        what="the attachment upstream",
+    )
+    assert [f["filename"] for f in files] == ["report.txt"]
+
+    acme.call("POST", f"/api/v1/delegations/{delegation()['id']}/confirm", json={})
+    eventually(lambda: helpdesk.events()[-1:] == ["confirm"], what="the confirmation")
+    assert helpdesk.events() == ["offer", "comment", "update", "confirm"]
+    for headers, body in helpdesk.received():
+        assert signing.verify(
+            secret.encode(), headers["x-tix-signature"], body, now=int(time.time())
+        )
+    assert acme.rejected() == []
