@@ -62,6 +62,7 @@ class Composed:
     message_id: str
     recipients: list[str]
     raw: bytes
+    reply_to: str
 
 
 @dataclass
@@ -87,6 +88,7 @@ def render_text(kind: str, language: str, values: dict[str, Any]) -> str:
         "body": "",
         "about": "",
         "problem": "",
+        "comment_kept": False,
         "name": "",
         "number": "",
         "title": "",
@@ -147,5 +149,8 @@ def compose(
     )
     msg.add_alternative(html, subtype="html", charset="utf-8")
     return Composed(
-        message_id=message_id, recipients=list(to), raw=msg.as_bytes(policy=policy.SMTP)
+        message_id=message_id,
+        recipients=list(to),
+        raw=msg.as_bytes(policy=policy.SMTP),
+        reply_to=reply_to,
     )

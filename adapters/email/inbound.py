@@ -59,6 +59,11 @@ MAX_COMMENT = 20_000
 VIA = "via e-mail"
 
 
+def _bracketed(message_id: str) -> str:
+    """Our Message-IDs are stored as sent, in angle brackets; parsed ones come without."""
+    return f"<{message_id.strip().strip('<>')}>"
+
+
 @dataclass
 class Outcome:
     verdict: str
@@ -161,7 +166,7 @@ class InboundProcessor:
         if found is None:
             for message_id in key.message_ids:
                 row = session.exec(
-                    select(MailOutbox).where(MailOutbox.message_id == message_id)
+                    select(MailOutbox).where(MailOutbox.message_id == _bracketed(message_id))
                 ).first()
                 if row is not None and row.delegation_id:
                     found = (row.account_id, row.delegation_id)
@@ -239,6 +244,9 @@ class InboundProcessor:
             self._notice(session, participant, mail, "the ticket is closed", delegation, ticket)
             outcome.reason = f"delegation {delegation.state}"
             return outcome
+        if participant.undeliverable:  # they write to us, so mail reaches them again
+            participant.undeliverable = False
+            session.add(participant)
         actor = f"{participant.name} {VIA}"[:200]
         comment = reply.comment.strip()
         if reply.command == "decline" and not reply.argument and comment:
@@ -279,7 +287,15 @@ class InboundProcessor:
                 outcome.applied.append(reply.command)
             except AccountError as exc:
                 outcome.reason = f"{reply.command} not applied: {exc.detail}"
-                self._notice(session, participant, mail, exc.detail, delegation, ticket)
+                self._notice(
+                    session,
+                    participant,
+                    mail,
+                    exc.detail,
+                    delegation,
+                    ticket,
+                    comment_kept="comment" in outcome.applied,
+                )
         if not outcome.applied and outcome.reason == "ok":
             outcome.reason = "empty"
         return outcome
@@ -329,7 +345,9 @@ class InboundProcessor:
         failed = ", ".join(verdict.failed_recipients) or ", ".join(participant.emails)
         if mail.bounced_message_id:
             row = session.exec(
-                select(MailOutbox).where(MailOutbox.message_id == mail.bounced_message_id)
+                select(MailOutbox).where(
+                    MailOutbox.message_id == _bracketed(mail.bounced_message_id)
+                )
             ).first()
             if row is not None:
                 row.state = "bounced"
@@ -340,8 +358,17 @@ class InboundProcessor:
         ticket = session.get(Ticket, delegation.ticket_id)
         outcome = Outcome("bounce", verdict.reason, delegation.delegation_id)
         link = session.get(Link, delegation.link_id)
+        # A bounce storm tells the upstream once an hour per delegation, not once a DSN.
+        told = session.exec(
+            select(MailInbound.id).where(
+                MailInbound.delegation_id == delegation.delegation_id,
+                MailInbound.verdict == "bounce",
+                MailInbound.received_at >= utcnow() - timedelta(hours=1),
+            )
+        ).first()
         if (
-            ticket is not None
+            told is None
+            and ticket is not None
             and link is not None
             and link.state == "active"
             and delegation.state in states.OPEN_DELEGATION_STATES
@@ -349,7 +376,7 @@ class InboundProcessor:
             diagnostic = next((r.diagnostic for r in verdict.reports if r.diagnostic), "")
             text = (
                 f"E-mail to {participant.name} ({failed}) could not be delivered"
-                + (f": {diagnostic}" if diagnostic else ".")
+                + (f": {diagnostic.rstrip('.')}." if diagnostic else ".")
                 + " They may not know about this ticket; please reach them another way."
             )
             delegation_service.comment(
@@ -410,6 +437,8 @@ class InboundProcessor:
         problem: str,
         delegation: Delegation,
         ticket: Ticket,
+        *,
+        comment_kept: bool = False,
     ) -> None:
         if not participant.emails or not self._rate_ok(session, participant.emails[0]):
             return
@@ -417,6 +446,7 @@ class InboundProcessor:
             "about": mail.subject[:200],
             "problem": problem,
             "participant": participant.name,
+            "comment_kept": comment_kept,
         }
         self.mailer.queue(
             session,

@@ -39,6 +39,9 @@ class MailOutbox(SQLModel, table=True):
     delegation_id: str | None = Field(default=None, index=True, max_length=36)
     kind: str = Field(max_length=20)
     recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    # SMTP MAIL FROM: the delegation's reply address, so a bounce names its thread; "" (the
+    # null sender) for notices, which must never cause a bounce back (RFC 3834).
+    envelope_from: str = Field(default="", max_length=320)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     state: str = Field(default="pending", index=True, max_length=10)
     tries: int = 0

@@ -91,6 +91,7 @@ class Mailer:
             delegation_id=delegation_id,
             kind=kind,
             recipients=composed.recipients,
+            envelope_from="" if kind == "notice" else composed.reply_to,
             raw=composed.raw,
         )
         session.add(row)

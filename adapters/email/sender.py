@@ -77,7 +77,9 @@ def deliver(server: Endpoint, sender: str, row: MailOutbox) -> None:
                 client.ehlo()
             if server.username:
                 client.login(server.username, server.password)
-            refused = client.sendmail(sender, row.recipients, row.raw)
+            # The row's own envelope sender: its reply address, or "" (<>) for notices.
+            mail_from = row.envelope_from if row.envelope_from or row.kind == "notice" else sender
+            refused = client.sendmail(mail_from, row.recipients, row.raw)
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
         if all(400 <= code < 500 for code in codes):

@@ -173,7 +173,7 @@ def test_every_corpus_mail_gets_its_verdict_and_only_process_mails_change_anythi
         ).all()
         notices = session.exec(select(MailOutbox).where(MailOutbox.kind == "notice")).all()
     assert seen == len(EXPECTED["mails"])
-    assert bounces == 2  # both DSNs name one of A's mails
+    assert bounces == 1  # both DSNs name one of A's mails: the upstream is told once
     with Session(engine) as session:
         bounce_note = session.exec(
             select(Comment.body).where(col(Comment.body).contains("could not be delivered"))
@@ -181,7 +181,8 @@ def test_every_corpus_mail_gets_its_verdict_and_only_process_mails_change_anythi
         coolfix = session.exec(
             select(MailParticipant).where(MailParticipant.account_id == "coolfix-a1")
         ).one()
-    assert bounce_note is not None and coolfix.undeliverable
+    assert bounce_note is not None
+    assert not coolfix.undeliverable  # bounced, then they wrote to us again: reachable
     assert statuses["ACME-2077"] == "offered"  # nothing reached the delegation nobody mailed
     assert statuses["ACME-1042"] != "offered"
     assert "delegation.accept" in sent_up and "ticket.comment" in sent_up
@@ -231,3 +232,101 @@ def test_a_command_the_state_forbids_keeps_the_comment_and_tells_the_participant
     assert len(threads) == 1
     assert notice.recipients == ["chief@frost.example"]
     assert b"could not be applied" in notice.raw
+
+
+_DSN = """Return-Path: <>
+From: MAILER-DAEMON@mx.storm.example (Mail Delivery System)
+Subject: Undelivered Mail Returned to Sender
+To: {envelope_from}
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b1"
+Message-Id: <dsn-{n}@mx.storm.example>
+
+--b1
+Content-Type: text/plain; charset=us-ascii
+
+Your message could not be delivered.
+
+--b1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.storm.example
+
+Final-Recipient: rfc822; chief@storm.example
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 unknown user
+
+--b1
+Content-Type: text/rfc822-headers
+
+From: ACME <tix@{domain}>
+To: chief@storm.example
+Subject: [STORMCO-D4-1] New ticket: Chiller 3 alarm
+Message-ID: {message_id}
+
+--b1--
+"""
+
+
+def test_a_bounce_storm_marks_the_mail_bounced_and_tells_the_upstream_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    delegation_id = str(uuid.uuid4())
+    with Session(engine, expire_on_commit=False) as session:
+        identity = _hosted(
+            session,
+            account="stormco-d4",
+            label="StormCo",
+            delegation_id=delegation_id,
+            number="STORMCO-D4-1",
+            emails=["chief@storm.example"],
+        )
+        processor = _processor(engine, tmp_path, {"stormco-d4": identity})
+        row = processor.mailer.queue(
+            session,
+            account_id="stormco-d4",
+            kind="offer",
+            language="en",
+            values={"title": "Chiller 3 alarm", "upstream": "ACME", "participant": "StormCo"},
+            to=["chief@storm.example"],
+            from_name="ACME",
+            delegation_id=delegation_id,
+            number="STORMCO-D4-1",
+        )
+        session.commit()
+    assert row.envelope_from.startswith("tix+")  # bounces come back to the thread's address
+
+    before = _counts(engine)
+    for n in range(20):
+        raw = _DSN.format(
+            envelope_from=row.envelope_from,
+            n=n,
+            domain=SETUP["reply_domain"],
+            message_id=row.message_id,
+        ).encode()
+        outcome = processor.process(
+            raw.replace(b"\n", b"\r\n"),
+            envelope_sender="",
+            envelope_recipients=(row.envelope_from,),
+        )
+        assert outcome.verdict == "bounce", outcome
+        assert outcome.delegation_id == delegation_id
+    after = _counts(engine)
+    assert after[2] == before[2]  # no status anywhere
+    assert (after[0], after[1]) == (before[0] + 1, before[1] + 1)  # one comment, one message up
+    with Session(engine) as session:
+        bounced = session.exec(select(MailOutbox).where(MailOutbox.id == row.id)).one()
+        participant = session.exec(
+            select(MailParticipant).where(MailParticipant.account_id == "stormco-d4")
+        ).one()
+        replies = session.exec(
+            select(MailOutbox).where(MailOutbox.account_id == "stormco-d4", MailOutbox.id != row.id)
+        ).all()
+        note = session.exec(
+            select(Comment.body).where(col(Comment.body).contains("chief@storm.example"))
+        ).one()
+    assert bounced.state == "bounced" and participant.undeliverable
+    assert replies == []  # nobody answers a bounce
+    assert "550 5.1.1 unknown user" in note
