@@ -215,3 +215,20 @@ def test_the_checks_catch_mistakes() -> None:
     assert "TIX_ADMIN_PASSWORD" in option_env_names(command)
     assert "TIX_NO_SUCH_SETTING" not in settings_env_names()
     assert {"TIX_ACCOUNT_ID", "TIX_DATABASE_URL", "TIX_AMQP_URL"} <= settings_env_names()
+
+
+def test_every_url_points_at_a_service_and_every_database_is_created() -> None:
+    """Hosts in TIX_*_URL values are services of the stack; PostgreSQL creates each database."""
+    svc = services()
+    created = set(str(svc["postgres"]["environment"]["TIX_DATABASES"]).split())
+    used: set[str] = set()
+    for name, service in tix_services():
+        for key, value in (service.get("environment") or {}).items():
+            if not key.startswith("TIX_") or not key.endswith("_URL"):
+                continue
+            host = re.sub(r"^[a-z+]+://(?:[^@/]*@)?", "", str(value)).split("/")[0].split(":")[0]
+            if host:
+                assert host in svc, f"{name}: {key} points at {host}, which is not a service"
+            if key == "TIX_DATABASE_URL":
+                used.add(str(value).rsplit("/", 1)[1])
+    assert used and used <= created, f"databases used {used}, created {created}"
