@@ -177,8 +177,10 @@ def test_every_built_image_has_its_dockerfile_and_sources() -> None:
             if line.startswith("COPY ") and "--from=" not in line:
                 for source in line.split()[1:-1]:
                     assert (context / source).exists(), f"{dockerfile} copies missing {source}"
-    # Every service running the tix image builds it or shares the one built here.
+    # Every service running the tix image builds it or shares the one built here, hardened.
     assert {n for n, _ in tix_services()} == {n for n, _ in built}
+    for name, service in tix_services():
+        assert service.get("read_only") is True and "ALL" in service.get("cap_drop", []), name
 
 
 def test_the_image_runs_tix_as_an_unprivileged_user() -> None:
