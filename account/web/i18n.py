@@ -130,6 +130,10 @@ RU: Final[dict[str, str]] = {
     "Rate the result": "Оцените результат",
     "Rate": "Оценить",
     "Timeline": "История",
+    "Response due": "Реакция до",
+    "Resolution due": "Решение до",
+    "paused": "пауза",
+    "A partner's deadline is later than ours": "Срок партнёра позже нашего",
     # results of actions
     "Comment added.": "Комментарий добавлен.",
     "Status set to {status}.": "Статус: {status}.",

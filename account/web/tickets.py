@@ -32,6 +32,7 @@ from account.delegations.models import Delegation, DelegationCreate
 from account.deps import ContextDep, SessionDep, commit
 from account.errors import AccountError, Forbidden, Invalid, NotFound
 from account.links.models import Link
+from account.sla import flows as sla_flows
 from account.tickets import service as ticket_service
 from account.tickets import states
 from account.tickets.models import CommentCreate, Ticket, TicketCreate
@@ -279,6 +280,8 @@ def _picture(
 ) -> chain_svg.Picture:
     subtree = delegation_service.subtree_for(session=session, ticket=ticket)
     nodes = [chain.api_node(node) for node in subtree]
+    events = sla_flows.chain_events(session=session, account_id=ctx.account_id, ticket=ticket)
+    sla_flows.annotate_chain(nodes, events)  # breaches per box, as GET …/chain shows them
     return chain_svg.layout(
         number=ticket.number,
         status=t("status:" + ticket.status),
@@ -329,14 +332,23 @@ def ticket_page(
         and ticket.status not in states.TERMINAL_TICKET
         and ticket.status not in ("offered", "resolved")
     )
+    raw_sla = public.get("sla")
+    sla: dict[str, Any] = raw_sla if isinstance(raw_sla, dict) else {}
     values: dict[str, Any] = {
         "tk": public,
+        "clocks": [(name, sla[name]) for name in ("response", "resolution") if sla.get(name)],
+        "squeeze": bool(sla.get("squeeze")),
+        "delegation_sla": {item["id"]: item for item in sla.get("delegations") or []},
         "sla_state": getattr(ticket, "sla_state", None),
         "answer_offer": dispatcher and ticket.status == "offered" and incoming is not None,
         "moves": moves,
         "can_delegate": can_delegate,
         "partners": partners,
-        "can_rate": user.role != "engineer" and ticket.status in ("resolved", "closed"),
+        # The client (a contact, or the origin's dispatcher) rates; a partner rates its own
+        # subcontractors' work, never the work it did itself.
+        "can_rate": user.role != "engineer"
+        and ticket.status in ("resolved", "closed")
+        and (not ticket.upstream_account or bool(public.get("delegations"))),
         "can_comment": ticket.status not in states.TERMINAL_TICKET or staff,
         "visibilities": ("public", "partner", "internal") if staff else ("public",),
         "comments": ticket_service.list_comments(session=session, ticket=ticket, user=user),

@@ -53,6 +53,10 @@ def test_link_delegate_accept_resolve_watch_the_chain_and_return_for_rework(
     # ACME invites Northwind; Northwind's admin pastes the token into their own UI.
     a.goto(base(acme) + "/ui/links")
     a.select_option("form[action='/ui/links/invite'] select[name=disclose_subcontractors]", "named")
+    a.fill(
+        "form[action='/ui/links/invite'] textarea[name=sla]",
+        '{"targets": {"high": {"response_minutes": 60, "resolution_minutes": 480}}}',
+    )
     a.click("#create-invitation")
     token = a.input_value("#invitation-token")
     assert token.count(".") == 2, "a JWT"
@@ -87,6 +91,7 @@ def test_link_delegate_accept_resolve_watch_the_chain_and_return_for_rework(
     a.click("#delegate-form button[type=submit]")
     assert flash(a) == f"Offered to {north.account_id}."
     expect(a.locator("#chain g.node[data-state=offered]")).to_have_count(1)
+    expect(a.locator("#chain g.node[data-state=offered] text.t3")).to_contain_text("due 20")
     a.evaluate("window.__tixNoReload = 'still the same page'")
 
     # Northwind sees the offer, accepts, works and resolves it in its own UI.
@@ -101,6 +106,7 @@ def test_link_delegate_accept_resolve_watch_the_chain_and_return_for_rework(
     b.click("#accept-offer")
     assert flash(b) == "Offer accepted."
     expect(b.locator("#ticket-status")).to_have_text("open")
+    expect(b.locator("dd.clock-resolution")).to_have_count(1)
     b.select_option("#status-form select[name=status]", "in_progress")
     b.click("#status-form button[type=submit]")
     expect(b.locator("#ticket-status")).to_have_text("in progress")

@@ -77,9 +77,10 @@ def test_a_lone_ticket_is_one_box_and_breaches_are_counted_from_the_sla_events()
 
 
 def _used_messages() -> set[str]:
-    pattern = re.compile(r"""\bt\(\s*["']([^"']+)["']""")
+    pattern = re.compile(r"""\bt\(\s*(?:"([^"]+)"|'([^']+)')""")
     sources = [*WEB.glob("*.py"), *(WEB / "templates").glob("*.html")]
-    return {m for path in sources for m in pattern.findall(path.read_text(encoding="utf-8"))}
+    found = (pattern.findall(path.read_text(encoding="utf-8")) for path in sources)
+    return {double or single for matches in found for double, single in matches}
 
 
 def test_every_message_the_pages_use_has_a_russian_text() -> None:

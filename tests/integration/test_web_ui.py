@@ -504,3 +504,25 @@ async def test_the_reports_page_is_for_dispatchers_and_says_when_the_period_is_w
     csv = await client.get("/ui/reports/sla.csv", params={"from": "2026-11-01"})
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     assert (await client.get("/ui/reports/secrets.csv")).status_code == 404
+
+
+async def test_sla_badges_and_the_sla_filter_of_the_list(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    late = make_ticket(ctx.engine, "late one", None)
+    risky = make_ticket(ctx.engine, "risky one", None)
+    make_ticket(ctx.engine, "calm one", None)
+    with session_scope(ctx.engine) as session:
+        for number, state in ((late, "breached"), (risky, "at_risk")):
+            ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
+            ticket.sla_state = state
+            session.add(ticket)
+    await login(client, "disp")
+    everything = (await client.get("/ui/tickets")).text
+    assert 'class="badge sla-breached"' in everything and 'class="badge sla-at_risk"' in everything
+    breached = (await client.get("/ui/tickets", params={"sla": "breached"})).text
+    assert "late one" in breached and "risky one" not in breached and "calm one" not in breached
+    at_risk = (await client.get("/ui/tickets", params={"sla": "at_risk"})).text
+    assert "risky one" in at_risk and "late one" not in at_risk
+    ignored = (await client.get("/ui/tickets", params={"sla": "nonsense"})).text
+    assert "calm one" in ignored
