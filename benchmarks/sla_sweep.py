@@ -66,7 +66,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
@@ -477,16 +477,28 @@ def measure_sweeps(
 ) -> dict[str, Any]:
     """Time ``runs`` sweeps and trace one more; ``busy`` empty is the quiet sweep."""
     identities = {identity.account_id: identity}
-    rss_before = _rss_mb()
-    times, due_counts, events, checked = [], [], [], []
-    for _ in range(max(1, min(runs, MAX_RUNS))):
-        due = prepare(engine, base, busy)
-        started = time.perf_counter()
-        swept, sent = flows.sweep(engine, identities)
-        times.append(time.perf_counter() - started)
-        due_counts.append(due)
-        events.append(sent)
-        checked.append(swept)
+    rss_before, peak_before = _rss_mb(), _max_rss_mb()
+    times, cpu, due_counts, events, checked, statements = [], [], [], [], [], []
+    issued = [0]
+
+    def count(*_: Any) -> None:
+        issued[0] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for _ in range(max(1, min(runs, MAX_RUNS))):
+            due = prepare(engine, base, busy)
+            issued[0] = 0
+            started, cpu_started = time.perf_counter(), time.process_time()
+            swept, sent = flows.sweep(engine, identities)
+            times.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu_started)
+            statements.append(issued[0])
+            due_counts.append(due)
+            events.append(sent)
+            checked.append(swept)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
     peak_rss = _max_rss_mb()
     prepare(engine, base, busy)
     tracemalloc.start()
@@ -507,13 +519,18 @@ def measure_sweeps(
         "runs": len(times),
         "seconds": times,
         "median_seconds": median,
+        "cpu_seconds": cpu,
+        "median_cpu_seconds": statistics.median(cpu),
         "due": due_median,
         "events": events,
         "sweep_checked": checked,
+        "statements": statements,
+        "statements_per_due": statistics.median(statements) / due_median if due_median else None,
         "due_after": int(left),
         "evaluated_per_s": due_median / median if due_median and median else None,
         "ms_per_due": 1000 * median / due_median if due_median else None,
         "rss_before_mb": rss_before,
+        "peak_rss_before_mb": peak_before,
         "peak_rss_mb": peak_rss,
         "traced_peak_mb": traced_peak / 2**20,
     }
@@ -639,13 +656,25 @@ def table(results: dict[str, Any]) -> Table:
     )  # fmt: skip
     out.add_row("evaluated per second", rate(quiet), rate(busy))
     out.add_row(
+        "CPU time per sweep",
+        f"{quiet['median_cpu_seconds'] * 1e3:,.1f} ms",
+        f"{busy['median_cpu_seconds'] * 1e3:,.1f} ms",
+    )
+    out.add_row(
         "ms per due delegation", "-", f"{busy['ms_per_due']:.2f}" if busy["ms_per_due"] else "-"
+    )
+    out.add_row(
+        "SQL statements (per due)",
+        f"{statistics.median(quiet['statements']):,.0f}",
+        f"{statistics.median(busy['statements']):,.0f} ({busy['statements_per_due']:.1f})",
     )
     out.add_row("events emitted", str(quiet["events"][0]), str(busy["events"][0]))
     out.add_row(
-        "RSS before -> peak",
-        f"{quiet['rss_before_mb']:.0f} -> {quiet['peak_rss_mb']:.0f} MiB",
-        f"{busy['rss_before_mb']:.0f} -> {busy['peak_rss_mb']:.0f} MiB",
+        "RSS now / peak before -> peak after",
+        f"{quiet['rss_before_mb']:.0f} / {quiet['peak_rss_before_mb']:.0f} -> "
+        f"{quiet['peak_rss_mb']:.0f} MiB",
+        f"{busy['rss_before_mb']:.0f} / {busy['peak_rss_before_mb']:.0f} -> "
+        f"{busy['peak_rss_mb']:.0f} MiB",
     )
     out.add_row(
         "tracemalloc peak",
