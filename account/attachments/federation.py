@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import Annotated
 
 import httpx
+import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Header, HTTPException, Path, Request, status
 from fastapi.responses import FileResponse
@@ -38,6 +39,7 @@ from account.attachments.models import Attachment
 from account.attachments.tokens import (
     NodeTokenError,
     SeenTokens,
+    federation_audience,
     mint_node_token,
     read_node_token,
 )
@@ -75,6 +77,26 @@ def _seen_tokens(request: Request) -> SeenTokens:
     return seen
 
 
+def _addressed_account(request: Request, own: str, token: str) -> str:
+    """The account the token is addressed to: ours, or one this node hosts (an adapter's).
+
+    Only picks whose pinned keys and scope the verification below uses; the token's signature
+    and audience are still checked against that account.
+    """
+    runtime = getattr(request.app.state, "runtime", None)
+    hosted = getattr(runtime, "identities", None) or {}
+    if len(hosted) <= 1:
+        return own
+    try:
+        audience = jwt.decode(token, options={"verify_signature": False}).get("aud")
+    except jwt.PyJWTError:
+        return own
+    for account in hosted:
+        if audience == federation_audience(account):
+            return str(account)
+    return own
+
+
 @router.get("/attachments/{sha256}", response_class=FileResponse)
 def serve_attachment(
     request: Request,
@@ -87,7 +109,7 @@ def serve_attachment(
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise _UNAUTHENTICATED
-    owner = ctx.account_id
+    owner = _addressed_account(request, ctx.account_id, token)
     links = list(
         session.exec(select(Link).where(Link.account_id == owner, Link.state == "active")).all()
     )

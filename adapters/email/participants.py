@@ -113,8 +113,12 @@ def create(
         raise Conflict("a key for this account exists already")
     key = generate_key()
     identity = Identity(account_id=account_id, label=participant_in.name, key=key)
+    # The adapter's API serves the hosted account's large attachments to the upstream.
     link = link_service.accept_invitation(
-        session=session, identity=identity, token=participant_in.token, api_url=None
+        session=session,
+        identity=identity,
+        token=participant_in.token,
+        api_url=settings.public_url or None,
     )
     participant = MailParticipant(
         account_id=account_id,

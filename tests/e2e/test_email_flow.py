@@ -8,6 +8,7 @@ Dovecot mailbox."""
 from __future__ import annotations
 
 import email.policy
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,12 +200,15 @@ def test_participant_gets_the_offer_by_mail_and_accepts_and_resolves_by_smtp_rep
 
     eventually(comment_arrived, what="the participant's comment at the upstream")
 
-    photo = b"\x89PNG\r\n\x1a\n" + b"\x00" * 2000
+    # A phone photo is larger than what travels inline: the upstream fetches it by digest
+    # from the adapter's API, with a node token addressed to the hosted account.
+    photo = b"\x89PNG\r\n\x1a\n" + os.urandom(200_000)
+    note = b"%PDF-1.4\n" + b"small service report\n" * 20
     resolved = reply_to(
         offer,
         sender=OFFICE,
         text="RESOLVED Card reader replaced, tested OK.",
-        attachments=[("reader.png", "image/png", photo)],
+        attachments=[("reader.png", "image/png", photo), ("report.pdf", "application/pdf", note)],
     )
     send_mail(adapter.smtp_listen_port, resolved, OFFICE, [reply_address])
     eventually(
@@ -213,11 +217,16 @@ def test_participant_gets_the_offer_by_mail_and_accepts_and_resolves_by_smtp_rep
     )
     assert delegation_of(acme, number)["resolution"] == "Card reader replaced, tested OK."
 
-    def attachment_arrived() -> bool:
+    def content(filename: str) -> bytes | None:
         items = acme.call("GET", f"/api/v1/tickets/{number}/attachments")["items"]
-        return any(a["filename"] == "reader.png" for a in items)
+        for item in items:
+            if item["filename"] == filename:
+                response = acme.client.get(f"/api/v1/tickets/{number}/attachments/{item['id']}")
+                return response.content if response.status_code == 200 else None
+        return None
 
-    eventually(attachment_arrived, what="the photo at the upstream")
+    assert eventually(lambda: content("reader.png"), what="the photo at the upstream") == photo
+    assert eventually(lambda: content("report.pdf"), what="the PDF at the upstream") == note
 
     # The same reply again (a resend, an IMAP re-fetch): deduplicated by Message-ID.
     send_mail(adapter.smtp_listen_port, resolved, OFFICE, [reply_address])
