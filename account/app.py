@@ -17,6 +17,7 @@ from account.attachments import views as attachment_views
 from account.context import NodeContext
 from account.delegations import views as delegation_views
 from account.http_errors import install_error_handlers
+from account.http_input import StrictInput
 from account.links import views as link_views
 from account.node import NodeRuntime
 from account.observability import metrics as observability_metrics
@@ -63,6 +64,8 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
     node_metrics.registry.register(
         sla_metrics.SlaCollector(ctx.engine, runtime.sla if runtime is not None else None)
     )
+    # Inside the body limit, so it only buffers capped bodies (tests/hostile found why).
+    app.add_middleware(StrictInput)
     app.add_middleware(
         attachment_views.BodyLimits,
         max_bytes=ctx.settings.max_body_bytes,

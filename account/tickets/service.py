@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import false, func, or_
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -38,7 +38,11 @@ def _scoped(
 ) -> SelectOfScalar[Ticket]:
     statement = statement.where(Ticket.account_id == account_id)
     if user.role == "contact":
-        statement = statement.where(Ticket.organisation == (user.organisation or "\x00none"))
+        # A contact without an organisation sees nothing. (A NUL sentinel here was a 500 on
+        # PostgreSQL, which refuses NUL in text parameters; found by tests/hostile.)
+        statement = statement.where(
+            Ticket.organisation == user.organisation if user.organisation else false()
+        )
     return statement
 
 
