@@ -35,8 +35,9 @@ from account.links.models import Link
 from account.sla import flows as sla_flows
 from account.tickets import service as ticket_service
 from account.tickets import states
-from account.tickets.models import CommentCreate, Ticket, TicketCreate
+from account.tickets.models import CommentCreate, Ticket, TicketCreate, TicketUpdate
 from account.tickets.views import ticket_public
+from account.users import service as user_service
 from account.users.models import User
 from account.web import chain_svg, i18n
 from account.web.deps import CsrfForm, CsrfRefused, WebUser, field
@@ -147,6 +148,7 @@ def list_page(
     partner: Annotated[str, Query(max_length=63)] = "",
     sla: Annotated[str, Query(max_length=20)] = "",
     q: Annotated[str, Query(max_length=200)] = "",
+    mine: Annotated[str, Query(max_length=1)] = "",
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> HTMLResponse:
     status = status if status in states.TICKET_STATUSES else ""
@@ -161,6 +163,15 @@ def list_page(
         ticket_ids = list(rows)
     else:
         partner = ""
+    mine = "1" if mine == "1" and user.role in STAFF else ""
+    if mine:
+        assigned = session.exec(
+            select(Ticket.id).where(
+                Ticket.account_id == ctx.account_id, Ticket.assignee == user.username
+            )
+        ).all()
+        ids = [i for i in assigned if i is not None]
+        ticket_ids = ids if ticket_ids is None else [i for i in ticket_ids if i in set(ids)]
     kwargs: dict[str, Any] = {}
     if sla and "sla" in inspect.signature(ticket_service.list_visible).parameters:
         kwargs["sla"] = sla
@@ -175,7 +186,7 @@ def list_page(
         offset=offset,
         **kwargs,
     )
-    filters = {"status": status, "partner": partner, "sla": sla, "q": q}
+    filters = {"status": status, "partner": partner, "sla": sla, "q": q, "mine": mine}
 
     def url(at: int) -> str:
         query = {k: v for k, v in filters.items() if v} | ({"offset": str(at)} if at else {})
@@ -344,6 +355,7 @@ def ticket_page(
         "moves": moves,
         "can_delegate": can_delegate,
         "partners": partners,
+        "assignees": _assignees(session) if dispatcher else [],
         # The client (a contact, or the origin's dispatcher) rates; a partner rates its own
         # subcontractors' work, never the work it did itself.
         "can_rate": user.role != "engineer"
@@ -598,6 +610,42 @@ def post_delegation_action(
         raise Missing(f"no action {action}")
 
     return act(request, ctx, session, user, _ticket_url(number) if number else "/ui/tickets", work)
+
+
+@router.post("/tickets/{number}/assign", response_model=None)
+def post_assign(
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    user: WebUser,
+    form: CsrfForm,
+    number: str,
+) -> Response:
+    """Give the ticket to one of our own people (partners see the role, never the person)."""
+    t = i18n.translator(language_of(request))
+
+    def work() -> str:
+        _require(user, DISPATCH)
+        ticket = _get(session, ctx, user, number)
+        username = field(form, "assignee")
+        if username and username not in {u.username for u in _assignees(session)}:
+            raise Invalid("no such colleague")
+        update_in = TicketUpdate.model_validate({"assignee": username or None})
+        changes = ticket_service.update(
+            session=session, ticket=ticket, update_in=update_in, actor=user
+        )
+        delegation_service.send_update(
+            session=session, identity=ctx.identity, ticket=ticket, changes=changes
+        )
+        return t("Assigned to {name}.", name=username) if username else t("Unassigned.")
+
+    return act(request, ctx, session, user, _ticket_url(number), work)
+
+
+def _assignees(session: Session) -> list[User]:
+    """Active staff who can work a ticket."""
+    users, _total = user_service.list_users(session=session, limit=500, offset=0)
+    return [u for u in users if u.active and u.role in STAFF]
 
 
 # -- attachments -------------------------------------------------------------------------------

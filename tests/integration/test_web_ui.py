@@ -526,3 +526,33 @@ async def test_sla_badges_and_the_sla_filter_of_the_list(
     assert "risky one" in at_risk and "late one" not in at_risk
     ignored = (await client.get("/ui/tickets", params={"sla": "nonsense"})).text
     assert "calm one" in ignored
+
+
+async def test_a_dispatcher_assigns_an_engineer_who_finds_it_under_assigned_to_me(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    number = make_ticket(ctx.engine, "boiler pressure", None)
+    make_ticket(ctx.engine, "somebody else's", None)
+    csrf = await login(client, "disp")
+    page = (await client.get(f"/ui/tickets/{number}")).text
+    assert '<option value="eng">' in page and '<option value="alice">' not in page
+    stranger = await client.post(
+        f"/ui/tickets/{number}/assign", data={"csrf": csrf, "assignee": "alice"}
+    )
+    assert stranger.status_code == 303
+    assert flashes((await client.get(f"/ui/tickets/{number}")).text) == ["no such colleague"]
+    assigned = await client.post(
+        f"/ui/tickets/{number}/assign", data={"csrf": csrf, "assignee": "eng"}
+    )
+    assert assigned.status_code == 303
+    assert flashes((await client.get(f"/ui/tickets/{number}")).text) == ["Assigned to eng."]
+
+    client.cookies.clear()
+    csrf = await login(client, "eng")
+    mine = (await client.get("/ui/tickets", params={"mine": "1"})).text
+    assert "boiler pressure" in mine and "somebody else" not in mine
+    refused = await client.post(f"/ui/tickets/{number}/assign", data={"csrf": csrf, "assignee": ""})
+    assert refused.status_code == 303
+    with Session(ctx.engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
+        assert ticket.assignee == "eng"
