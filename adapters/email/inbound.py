@@ -18,8 +18,9 @@ in one database transaction:
    ``polite_replies_per_hour`` per sender, and changes nothing.
 
 A command the ticket's state does not allow (``ACCEPT`` twice) changes nothing but the comment;
-the participant is told. Whatever goes wrong inside is logged and recorded as ``error`` with the
-mail's text kept as a comment where possible, never a crash of the listener.
+the participant is told. Whatever else goes wrong inside is logged and recorded as ``error``,
+never a crash of the listener; only a database failure propagates, so the mail stays with the
+sending server (451) or unseen in the mailbox, and comes again.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
 
 from account.attachments import service as attachment_service
@@ -114,7 +115,9 @@ class InboundProcessor:
                 session.commit()
         except IntegrityError:
             return Outcome("duplicate")  # the same mail, processed at the same moment elsewhere
-        except Exception as exc:  # a bug or a database failure: recorded, never a crash
+        except DBAPIError:
+            raise  # the database is away: the listener answers 451, the poller leaves it unseen
+        except Exception as exc:  # a bug: recorded, never a crash
             log.exception("mail %s could not be processed", mail.message_id)
             outcome = Outcome("error", f"{type(exc).__name__}: {exc}"[:500])
             try:
