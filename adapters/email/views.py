@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, status
 from sqlmodel import col, select
 
 from account.deps import AdminUser, ContextDep, SessionDep, commit
 from adapters.email import participants
-from adapters.email.models import MailParticipant
+from adapters.email.models import MailOutbox, MailParticipant
 from adapters.email.participants import ParticipantCreate
 from adapters.email.service import EmailAdapter
+from exchange.clock import instant, utcnow
 
 router = APIRouter(prefix="/api/v1/participants", tags=["e-mail participants"])
 
@@ -51,3 +52,51 @@ def list_participants(ctx: ContextDep, session: SessionDep, _admin: AdminUser) -
         .order_by(col(MailParticipant.id))
     ).all()
     return {"items": [participants.to_public(row) for row in rows]}
+
+
+@router.get("/mail")
+def list_mail(
+    ctx: ContextDep,
+    session: SessionDep,
+    _admin: AdminUser,
+    state: Annotated[str, Query(pattern=r"^(pending|sent|failed|bounced)$")] = "pending",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Mails of the queue in one state, oldest first, with their tries and last error."""
+    rows = session.exec(
+        select(MailOutbox)
+        .where(MailOutbox.state == state)
+        .order_by(col(MailOutbox.id))
+        .limit(limit)
+    ).all()
+    return {
+        "items": [
+            {
+                "message_id": row.message_id,
+                "account": row.account_id,
+                "kind": row.kind,
+                "to": row.recipients,
+                "state": row.state,
+                "tries": row.tries,
+                "last_error": row.last_error,
+                "created_at": instant(row.created_at),
+                "sent_at": instant(row.sent_at) if row.sent_at else None,
+            }
+            for row in rows
+        ]
+    }
+
+
+@router.post("/mail/retry")
+def retry_mail(
+    request: Request, ctx: ContextDep, session: SessionDep, _admin: AdminUser
+) -> dict[str, int]:
+    """Put mails the SMTP server refused (``failed``) back in the queue, e.g. after a fix."""
+    rows = session.exec(select(MailOutbox).where(MailOutbox.state == "failed")).all()
+    for row in rows:
+        row.state = "pending"
+        row.next_try_at = utcnow()
+        session.add(row)
+    commit(session, ctx)
+    _adapter(request).sender.wake()
+    return {"retried": len(rows)}
