@@ -23,6 +23,8 @@ from account.app import create_app
 from account.config import Settings
 from account.context import Identity, NodeContext
 from account.db import session_scope
+from account.links import service as link_service
+from account.links.models import InvitationCreate, Link
 from account.tickets import service as ticket_service
 from account.tickets.models import Comment, CommentCreate, Ticket, TicketCreate
 from account.users import service as user_service
@@ -556,3 +558,81 @@ async def test_a_dispatcher_assigns_an_engineer_who_finds_it_under_assigned_to_m
     with Session(ctx.engine) as session:
         ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
         assert ticket.assignee == "eng"
+
+
+# -- partners -----------------------------------------------------------------------------------
+
+
+async def test_partners_page_invites_accepts_edits_the_contract_and_suspends(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    csrf = await login(client, "root")
+    invited = await client.post(
+        "/ui/links/invite",
+        data={
+            "csrf": csrf,
+            "disclose_subcontractors": "anonymous",
+            "allow_subdelegation": "1",
+            "categories": "atm, hvac",
+            "sla": '{"targets": {"high": {"resolution_minutes": 480}}}',
+            "expires_in_days": "3",
+        },
+    )
+    assert invited.status_code == 201
+    token = re.search(r'id="invitation-token"[^>]*>([^<]+)<', invited.text)
+    assert token is not None
+    claims = jwt.decode(token.group(1), options={"verify_signature": False})
+    assert claims["contract"]["disclose_subcontractors"] == "anonymous"
+    assert claims["contract"]["categories"] == ["atm", "hvac"]
+    assert claims["contract"]["sla"]["targets"]["high"]["resolution_minutes"] == 480
+    assert claims["contract"]["share_requester_contacts"] is False
+
+    bad_sla = await client.post("/ui/links/invite", data={"csrf": csrf, "sla": "{not json"})
+    assert bad_sla.status_code == 303
+    assert flashes((await client.get("/ui/links")).text) == ["the SLA policy is not valid JSON"]
+    own = await client.post("/ui/links/accept", data={"csrf": csrf, "token": token.group(1)})
+    assert own.status_code == 303
+    assert flashes((await client.get("/ui/links")).text) == ["an account cannot link to itself"]
+
+    # An invitation from another company (its token carries its key), accepted here.
+    northwind = Identity(account_id="northwind", label="Northwind", key=generate_key())
+    with session_scope(ctx.engine) as session:
+        _invitation, theirs = link_service.create_invitation(
+            session=session, identity=northwind, invitation_in=InvitationCreate()
+        )
+    accepted = await client.post("/ui/links/accept", data={"csrf": csrf, "token": theirs})
+    assert accepted.status_code == 303
+    page = (await client.get("/ui/links")).text
+    assert flashes(page) == ["Linked to Northwind."]
+    link_id = re.search(r'action="/ui/links/([0-9a-f-]{36})"', page)
+    assert link_id is not None
+    url = f"/ui/links/{link_id.group(1)}"
+
+    saved = await client.post(
+        url,
+        data={
+            "csrf": csrf,
+            "op": "contract",
+            "disclose_subcontractors": "hidden",
+            "share_requester_contacts": "1",
+            "categories": "",
+            "sla": "",
+        },
+    )
+    assert saved.status_code == 303
+    assert flashes((await client.get("/ui/links")).text) == ["Contract saved."]
+    suspended = await client.post(url, data={"csrf": csrf, "op": "suspend"})
+    assert suspended.status_code == 303
+    with Session(ctx.engine) as session:
+        link = session.exec(select(Link).where(Link.peer_account == "northwind")).one()
+        assert link.state == "suspended"
+        assert link.contract["disclose_subcontractors"] == "hidden"
+        assert link.contract["share_requester_contacts"] is True
+        assert link.contract["allow_subdelegation"] is False
+    resumed = await client.post(url, data={"csrf": csrf, "op": "resume"})
+    assert resumed.status_code == 303
+    assert flashes((await client.get("/ui/links")).text) == ["Link resumed."]
+    missing = await client.post(
+        "/ui/links/00000000-0000-0000-0000-000000000000", data={"csrf": csrf, "op": "suspend"}
+    )
+    assert missing.status_code == 404
