@@ -7,6 +7,7 @@ page, English and Russian, and the contact portal's scoping: another organisatio
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,12 +29,18 @@ from account.links.models import InvitationCreate, Link
 from account.tickets import service as ticket_service
 from account.tickets.models import Comment, CommentCreate, Ticket, TicketCreate
 from account.users import service as user_service
-from account.users.models import ApiKeyCreate, UserCreate, UserUpdate
+from account.users.models import ApiKeyCreate, User, UserUpdate
 from exchange.signing import generate_key
 from tests.support.db import clear_tables
 
 PASSWORD = "password-123"
 SECRET = b"s" * 48
+
+
+@functools.cache
+def password_hash() -> str:
+    """One scrypt hash for every test user (hashing is deliberately slow)."""
+    return security.hash_password(PASSWORD)
 
 
 @pytest.fixture
@@ -49,11 +56,14 @@ def ctx(engine: Engine, tmp_path: Path) -> Iterator[NodeContext]:
             ("alice", "contact", "Bank North"),
             ("bob", "contact", "Bank South"),
         ):
-            user_service.create(
-                session=session,
-                user_in=UserCreate(
-                    username=name, password=PASSWORD, role=role, organisation=org, full_name=name
-                ),
+            session.add(
+                User(
+                    username=name,
+                    password_hash=password_hash(),
+                    role=role,
+                    organisation=org,
+                    full_name=name,
+                )
             )
     yield NodeContext(settings=settings, engine=engine, identity=identity, secret=SECRET)
     clear_tables(engine)
