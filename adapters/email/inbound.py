@@ -15,7 +15,9 @@ in one database transaction:
 6. a bounce that names one of our mails marks that mail ``bounced``, the participant
    undeliverable, and tells the upstream with a partner comment;
 7. a mismatch (unknown thread, bad token, foreign sender) gets a polite notice, at most
-   ``polite_replies_per_hour`` per sender, and changes nothing.
+   ``polite_replies_per_hour`` per sender, and changes nothing;
+8. a sender over ``mails_per_sender_per_hour`` is ``rate_limited``: logged, nothing applied (the
+   backstop against loops that no header gives away).
 
 A command the ticket's state does not allow (``ACCEPT`` twice) changes nothing but the comment;
 the participant is told. Whatever else goes wrong inside is logged and recorded as ``error``,
@@ -200,6 +202,8 @@ class InboundProcessor:
         envelope_sender: str | None,
         envelope_recipients: tuple[str, ...],
     ) -> Outcome:
+        if mail.sender and self._flooding(session, mail.sender):
+            return Outcome("rate_limited", f"over {self.mail.mails_per_sender_per_hour} an hour")
         delegation = self.find_delegation(session, mail, envelope_recipients)
         participant = (
             session.exec(
@@ -391,6 +395,15 @@ class InboundProcessor:
             )
             outcome.applied.append("bounce_reported")
         return outcome
+
+    def _flooding(self, session: Session, sender: str) -> bool:
+        since = utcnow() - timedelta(hours=1)
+        count = session.exec(
+            select(func.count())
+            .select_from(MailInbound)
+            .where(MailInbound.sender == sender[:320], MailInbound.received_at >= since)
+        ).one()
+        return int(count) >= self.mail.mails_per_sender_per_hour
 
     def _rate_ok(self, session: Session, address: str) -> bool:
         since = utcnow() - timedelta(hours=1)

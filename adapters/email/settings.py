@@ -28,6 +28,9 @@ class MailSettings(BaseSettings):
     mail_poll_seconds: float = Field(default=0.5, gt=0)
     mail_max_backoff_seconds: float = Field(default=60.0, gt=0)
     polite_replies_per_hour: int = Field(default=3, ge=0)
+    # The backstop against loops no header gives away (two systems acknowledging each other):
+    # more mails than this from one sender in an hour are logged, not applied.
+    mails_per_sender_per_hour: int = Field(default=120, ge=1)
     # authserv-ids of the receiving MTA whose Authentication-Results are trusted (dmarc=fail
     # then refuses the mail); headers of any other id are the sender's and ignored.
     mail_trusted_authserv_ids: list[str] = Field(default_factory=list)

@@ -330,3 +330,38 @@ def test_a_bounce_storm_marks_the_mail_bounced_and_tells_the_upstream_once(
     assert bounced.state == "bounced" and participant.undeliverable
     assert replies == []  # nobody answers a bounce
     assert "550 5.1.1 unknown user" in note
+
+
+def test_a_sender_over_the_hourly_limit_is_logged_not_applied(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from adapters.email import tokens
+
+    delegation_id = str(uuid.uuid4())
+    with Session(engine) as session:
+        identity = _hosted(
+            session,
+            account="chatty-e5",
+            label="Chatty",
+            delegation_id=delegation_id,
+            number="CHATTY-E5-1",
+            emails=["bot@chatty.example"],
+        )
+        processor = _processor(engine, tmp_path, {"chatty-e5": identity})
+        session.commit()
+    processor.mail.mails_per_sender_per_hour = 3
+    token = tokens.token_for(delegation_id, processor.mailer.secret)
+    verdicts = []
+    for n in range(5):
+        raw = (
+            f"From: bot@chatty.example\r\nTo: tix+{token}@{SETUP['reply_domain']}\r\n"
+            f"Subject: Re: [CHATTY-E5-1] ticket\r\nMessage-ID: <ack-{n}@chatty.example>\r\n"
+            f"\r\nThank you for your message number {n}.\r\n"
+        ).encode()
+        verdicts.append(processor.process(raw).verdict)
+    assert verdicts == ["process"] * 3 + ["rate_limited"] * 2
+    with Session(engine) as session:
+        bodies = session.exec(
+            select(Comment.body).where(col(Comment.body).contains("message number"))
+        ).all()
+    assert len(bodies) == 3
