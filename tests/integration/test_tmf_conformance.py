@@ -134,6 +134,9 @@ def _schema() -> Any:
     document = dict(patched_spec())
     document["servers"] = [{"url": API}]
     schema = schemathesis.openapi.from_dict(document)
+    # The node refuses NUL characters anywhere in a request before routing, with a plain
+    # ``{"detail"}`` 400 (account/http_input.py, for every path): not the facade's answer.
+    schema.config.generation.update(allow_x00=False)
     return schema.include(operation_id=OPERATIONS)
 
 
@@ -145,24 +148,59 @@ def _operation(operation_id: str) -> Any:
     raise AssertionError(f"{operation_id} not in the specification")
 
 
-# A valid request for the operations whose generated bodies the node almost always refuses
-# (the specification leaves severity free text; the node knows Critical, Major and Minor).
-VALID_BODIES: dict[str, dict[str, Any]] = {
-    "createTroubleTicket": {
-        "@type": "TroubleTicket",
-        "description": "Room 4 is at 31 °C",
-        "severity": "Major",
-        "ticketType": "hvac",
-        "externalIdentifier": [{"@type": "ExternalIdentifier", "id": "INC-1"}],
-    },
-    "createHub": {"@type": "Hub", "callback": "https://listener.example/tmf"},
+NEW_TICKET: dict[str, Any] = {
+    "@type": "TroubleTicket",
+    "description": "Room 4 is at 31 °C",
+    "severity": "Major",
+    "ticketType": "hvac",
+    "externalIdentifier": [{"@type": "ExternalIdentifier", "id": "INC-1"}],
 }
+
+
+def valid_case(node: Node, operation: Any, operation_id: str) -> tuple[Any, int]:
+    """One request the node must accept, and its success code: fuzzing alone may find none
+    (the specification leaves severity and priority free text, for one)."""
+    ticket = {"id": node.ids["ticket"]}
+    if operation_id == "patchTroubleTicket":  # fuzzing may have cancelled the first ticket
+        made = node.client.post(f"{node.base}/troubleTicket", json=NEW_TICKET, headers=node.headers)
+        assert made.status_code == 201, made.text
+        ticket = {"id": made.json()["id"]}
+    if operation_id in ("hubGet", "hubDelete"):  # fuzzing may have deleted the first hub
+        made = node.client.post(
+            f"{node.base}/hub",
+            json={"callback": "https://listener.example/tmf"},
+            headers=node.headers,
+        )
+        assert made.status_code == 201, made.text
+        hub = {"id": made.json()["id"]}
+    cases: dict[str, tuple[dict[str, Any], int]] = {
+        "listTroubleTicket": ({"query": {"limit": 5, "fields": "name,status"}}, 200),
+        "createTroubleTicket": ({"body": NEW_TICKET, "media_type": "application/json"}, 201),
+        "retrieveTroubleTicket": ({"path_parameters": ticket}, 200),
+        "patchTroubleTicket": (
+            {
+                "path_parameters": ticket,
+                "body": {"name": "Cooling failure, room 4", "note": [{"text": "on site"}]},
+                "media_type": "application/merge-patch+json",
+            },
+            200,
+        ),
+        "createHub": (
+            {"body": {"@type": "Hub", "callback": "https://listener.example/tmf"}},
+            201,
+        ),
+        "hubGet": ({"path_parameters": hub} if operation_id == "hubGet" else {}, 200),
+        "hubDelete": ({"path_parameters": hub} if operation_id == "hubDelete" else {}, 204),
+    }
+    kwargs, code = cases[operation_id]
+    if operation_id == "createHub":
+        kwargs["media_type"] = "application/json"
+    return operation.Case(**kwargs), code
 
 
 @pytest.mark.parametrize("operation_id", OPERATIONS)
 def test_responses_conform_to_the_tmf621_v5_specification(node: Node, operation_id: str) -> None:
     operation = _operation(operation_id)
-    codes: list[int] = []
     calls: list[int] = []
 
     @settings(
@@ -187,14 +225,10 @@ def test_responses_conform_to_the_tmf621_v5_specification(node: Node, operation_
             if not isinstance(case.body, dict):
                 case.body = {}
         response = case.call(base_url=node.base, headers=node.headers)
-        codes.append(response.status_code)
         case.validate_response(response, checks=CHECKS)
 
     run()
-    if operation_id in VALID_BODIES:
-        case = operation.Case(body=VALID_BODIES[operation_id], media_type="application/json")
-        response = case.call(base_url=node.base, headers=node.headers)
-        assert response.status_code == 201, response.text
-        case.validate_response(response, checks=CHECKS)
-    else:
-        assert any(200 <= code < 300 for code in codes), f"no success among {codes}"
+    case, code = valid_case(node, operation, operation_id)
+    response = case.call(base_url=node.base, headers=node.headers)
+    assert response.status_code == code, response.text
+    case.validate_response(response, checks=CHECKS)
