@@ -295,7 +295,7 @@ def _picture(
     sla_flows.annotate_chain(nodes, events)  # breaches per box, as GET …/chain shows them
     return chain_svg.layout(
         number=ticket.number,
-        status=t("status:" + ticket.status),
+        status=ticket.status,
         label=ctx.identity.label,
         level=ticket.depth,
         delegations=nodes,
