@@ -150,14 +150,25 @@ class MailSender:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self) -> None:
+        """Drain forever: back off while the server is away, survive a database outage."""
         self._loop = asyncio.get_running_loop()
+        failures = 0
         while True:
-            async for attempt in AsyncRetrying(
-                wait=wait_exponential(multiplier=0.2, max=self.max_backoff) + wait_random(0, 0.2),
-                retry=retry_if_exception_type(SmtpUnavailable),
-            ):
-                with attempt:
-                    await self.drain()
+            try:
+                async for attempt in AsyncRetrying(
+                    wait=wait_exponential(multiplier=0.2, max=self.max_backoff)
+                    + wait_random(0, 0.2),
+                    retry=retry_if_exception_type(SmtpUnavailable),
+                ):
+                    with attempt:
+                        await self.drain()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away: the rows wait there, try again later
+                failures += 1
+                log.exception("mail sender failed; trying again")
+                await asyncio.sleep(min(self.max_backoff, 0.5 * 2 ** min(failures, 8)))
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)

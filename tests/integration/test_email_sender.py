@@ -146,3 +146,39 @@ def test_a_recipient_the_server_refuses_for_good_is_marked_failed_not_retried(
         controller.stop()
     (row,) = _rows(sqlite_engine)
     assert row.state == "failed" and row.last_error and "550" in row.last_error
+
+
+def test_the_sender_survives_a_database_outage_and_delivers_afterwards(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from adapters.email import sender as sender_module
+
+    real_due = sender_module.due
+    calls = {"n": 0}
+
+    def flaky_due(engine: Engine, limit: int = 50) -> list[MailOutbox]:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise OperationalError("SELECT", {}, Exception("database is away"))
+        return real_due(engine, limit)
+
+    monkeypatch.setattr(sender_module, "due", flaky_due)
+    sink = SmtpSink()
+    sink.start()
+    (message_id,) = _queue(sqlite_engine, 1)
+    sender = MailSender(sqlite_engine, endpoint(sink.url), "tix@mail.tix.test", max_backoff=0.2)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(sender.run())
+        try:
+            await _until(task, lambda: len(sink.messages) == 1, "delivery after the outage")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            sink.stop()
+
+    asyncio.run(scenario())
+    assert calls["n"] > 2
+    assert [str(m.message["Message-ID"]) for m in sink.messages] == [message_id]
