@@ -293,6 +293,24 @@ def test_a_help_desk_works_a_ticket_through_signed_webhooks(
     acme.call("POST", f"/api/v1/delegations/{delegation()['id']}/confirm", json={})
     eventually(lambda: helpdesk.events()[-1:] == ["confirm"], what="the confirmation")
     assert helpdesk.events() == ["offer", "comment", "update", "confirm"]
+
+    # A second offer, declined by the help desk; a late answer to the finished ticket is 409.
+    second = acme.call("POST", "/api/v1/tickets", json={"title": "Printer jam"})["number"]
+    acme.call("POST", f"/api/v1/tickets/{second}/delegations", json={"partner": account})
+    eventually(lambda: helpdesk.events()[-1:] == ["offer"], what="the second offer")
+    offered = json.loads(helpdesk.received()[-1][1])["ticket"]["external_id"]
+    with httpx.Client(base_url=f"http://127.0.0.1:{adapter.port}", timeout=15) as desk:
+        raw, hdrs = signed(
+            secret, {"action": "decline", "ticket_id": offered, "reason": "not our area"}
+        )
+        assert desk.post(inbound, content=raw, headers=hdrs).status_code == 200
+        raw, hdrs = signed(secret, {"action": "accept", "ticket_id": offered})
+        assert desk.post(inbound, content=raw, headers=hdrs).status_code == 409
+    eventually(
+        lambda: acme.ticket(second)["delegations"][0]["state"] == "declined",
+        what="the decline upstream",
+    )
+    assert acme.ticket(second)["delegations"][0]["reason"] == "not our area"
     for headers, body in helpdesk.received():
         assert signing.verify(
             secret.encode(), headers["x-tix-signature"], body, now=int(time.time())
