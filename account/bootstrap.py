@@ -70,5 +70,6 @@ def build_transport(settings: Settings, broker: object | None = None) -> Transpo
             raise ValueError("the in-process transport needs a broker shared by the nodes")
         return ObservedTransport(InProcessTransport(broker))
     from exchange.amqp import AmqpTransport
+    from exchange.chaos import maybe_wrap  # test-only faults, off unless TIX_FAULT_INJECTION=1
 
-    return ObservedTransport(AmqpTransport(settings.amqp_url))
+    return ObservedTransport(maybe_wrap(AmqpTransport(settings.amqp_url)))

@@ -23,9 +23,20 @@ POINTS = frozenset(
 )
 
 
+_passed: dict[str, int] = {}
+
+
 def crash_point(name: str) -> None:
-    """SIGKILL this process here if a fault-injection test asked for it."""
+    """SIGKILL this process here if a fault-injection test asked for it.
+
+    ``FI_CRASH_SKIP=N`` lets the point pass ``N`` times first, so a process under load dies in
+    the middle of its traffic rather than on its first message.
+    """
     if name not in POINTS:
         raise ValueError(f"unknown crash point {name}")
     if os.environ.get("TIX_FAULT_INJECTION") == "1" and os.environ.get("FI_CRASH_AT") == name:
+        passed = _passed.get(name, 0)
+        if passed < int(os.environ.get("FI_CRASH_SKIP") or 0):
+            _passed[name] = passed + 1
+            return
         os.kill(os.getpid(), signal.SIGKILL)
