@@ -115,27 +115,14 @@ class InboundProcessor:
                     )
                 )
                 session.commit()
-        except IntegrityError:
-            return Outcome("duplicate")  # the same mail, processed at the same moment elsewhere
+        except IntegrityError as exc:
+            if self._seen(mail.dedupe_key):
+                return Outcome("duplicate")  # the same mail, processed at the same moment
+            return self._record_error(mail, exc)
         except DBAPIError:
             raise  # the database is away: the listener answers 451, the poller leaves it unseen
         except Exception as exc:  # a bug: recorded, never a crash
-            log.exception("mail %s could not be processed", mail.message_id)
-            outcome = Outcome("error", f"{type(exc).__name__}: {exc}"[:500])
-            try:
-                with Session(self.engine) as session:
-                    session.add(
-                        MailInbound(
-                            dedupe_key=mail.dedupe_key[:250],
-                            sender=(mail.sender or "")[:320] or None,
-                            verdict="error",
-                            reason=outcome.reason,
-                        )
-                    )
-                    session.commit()
-            except Exception:
-                log.exception("could not record the failed mail")
-            return outcome
+            return self._record_error(mail, exc)
         log.info(
             "mail %s from %s: %s (%s) %s",
             mail.message_id,
@@ -144,6 +131,31 @@ class InboundProcessor:
             outcome.reason,
             outcome.applied,
         )
+        return outcome
+
+    def _seen(self, dedupe_key: str) -> bool:
+        with Session(self.engine) as session:
+            found = session.exec(
+                select(MailInbound.id).where(MailInbound.dedupe_key == dedupe_key[:250])
+            ).first()
+        return found is not None
+
+    def _record_error(self, mail: InboundMail, exc: Exception) -> Outcome:
+        log.error("mail %s could not be processed", mail.message_id, exc_info=exc)
+        outcome = Outcome("error", f"{type(exc).__name__}: {exc}"[:500])
+        try:
+            with Session(self.engine) as session:
+                session.add(
+                    MailInbound(
+                        dedupe_key=mail.dedupe_key[:250],
+                        sender=(mail.sender or "")[:320] or None,
+                        verdict="error",
+                        reason=outcome.reason,
+                    )
+                )
+                session.commit()
+        except Exception:
+            log.exception("could not record the failed mail")
         return outcome
 
     # -- deciding ----------------------------------------------------------------------------

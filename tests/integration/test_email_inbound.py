@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -365,3 +366,38 @@ def test_a_sender_over_the_hourly_limit_is_logged_not_applied(
             select(Comment.body).where(col(Comment.body).contains("message number"))
         ).all()
     assert len(bodies) == 3
+
+
+def test_a_processing_failure_is_recorded_as_an_error_and_changes_nothing(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters.email import inbound, tokens
+
+    delegation_id = str(uuid.uuid4())
+    with Session(engine) as session:
+        identity = _hosted(
+            session,
+            account="broken-f6",
+            label="Broken",
+            delegation_id=delegation_id,
+            number="BROKEN-F6-1",
+            emails=["chief@broken.example"],
+        )
+        processor = _processor(engine, tmp_path, {"broken-f6": identity})
+        session.commit()
+
+    def accept_fails(**_kw: object) -> None:
+        raise RuntimeError("a bug in applying the command")
+
+    monkeypatch.setattr(inbound.delegation_service, "accept", accept_fails)
+    token = tokens.token_for(delegation_id, processor.mailer.secret)
+    raw = (
+        f"From: chief@broken.example\r\nTo: tix+{token}@{SETUP['reply_domain']}\r\n"
+        "Subject: Re: [BROKEN-F6-1] ticket\r\nMessage-ID: <b1@broken.example>\r\n"
+        "\r\nACCEPT\r\nWe are on it.\r\n"
+    ).encode()
+    before = _counts(engine)
+    outcome = processor.process(raw)
+    assert outcome.verdict == "error" and "a bug in applying" in outcome.reason
+    assert _counts(engine) == before  # the comment before it was rolled back with it
+    assert processor.process(raw).verdict == "duplicate"  # recorded, not retried forever
