@@ -60,6 +60,10 @@ RU: Final[dict[str, str]] = {
         "Форма отправлена не с этого сайта или устарела. Обновите страницу."
     ),
     "Not allowed for your role.": "Недоступно для вашей роли.",
+    "Something went wrong": "Что-то пошло не так",
+    "The node could not do this just now. Nothing was changed; try again.": (
+        "Узел не смог выполнить действие. Ничего не изменено; попробуйте ещё раз."
+    ),
     # ticket list
     "Status": "Статус",
     "Partner": "Партнёр",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from account.context import NodeContext
@@ -55,8 +55,25 @@ def install(app: FastAPI) -> None:
             message=t("The form was not sent from this site or has expired. Reload the page."),
         )
 
+    async def server_error(request: Request, _exc: Exception) -> Response:
+        """A page for the UI; the API keeps Starlette's plain 500. The server logs the error."""
+        if not request.url.path.startswith("/ui"):
+            return PlainTextResponse("Internal Server Error", status_code=500)
+        ctx: NodeContext = request.app.state.ctx
+        t = i18n.translator(language_of(request))
+        return page(
+            request,
+            "error.html",
+            ctx=ctx,
+            user=None,
+            status_code=500,
+            heading=t("Something went wrong"),
+            message=t("The node could not do this just now. Nothing was changed; try again."),
+        )
+
     app.add_exception_handler(LoginRequired, login_required)
     app.add_exception_handler(CsrfRefused, csrf_refused)
+    app.add_exception_handler(Exception, server_error)
 
     @app.get("/ui/{path:path}", include_in_schema=False)
     def ui_not_found(request: Request, path: str) -> Response:

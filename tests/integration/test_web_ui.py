@@ -646,3 +646,28 @@ async def test_partners_page_invites_accepts_edits_the_contract_and_suspends(
         "/ui/links/00000000-0000-0000-0000-000000000000", data={"csrf": csrf, "op": "suspend"}
     )
     assert missing.status_code == 404
+
+
+async def test_an_unexpected_error_is_a_page_without_the_trace_and_the_api_keeps_its_500(
+    ctx: NodeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**_kwargs: object) -> None:
+        raise RuntimeError("secret internals: /etc/passwd")
+
+    transport = httpx.ASGITransport(app=create_app(ctx), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://acme.test") as client:
+        await login(client, "disp")
+        monkeypatch.setattr(ticket_service, "list_visible", broken)
+        page = await client.get("/ui/tickets")
+        assert page.status_code == 500
+        assert "Something went wrong" in page.text
+        assert "secret internals" not in page.text and "Traceback" not in page.text
+        api = await client.get("/api/v1/tickets", headers=await bearer(client, "disp"))
+        assert (api.status_code, api.text) == (500, "Internal Server Error")
+
+
+async def bearer(client: httpx.AsyncClient, username: str) -> dict[str, str]:
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": username, "password": PASSWORD}
+    )
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
