@@ -108,6 +108,13 @@ def test_link_delegate_accept_resolve_watch_the_chain_and_return_for_rework(
     expect(flash(b)).to_have_text("Offer accepted.")
     expect(b.locator("#ticket-status")).to_have_text("open")
     expect(b.locator("dd.clock-resolution")).to_have_count(1)
+    b.set_input_files(
+        "form[action$='/attachments'] input[type=file]",
+        files=[{"name": "reader-serial.txt", "mimeType": "text/plain", "buffer": b"SN 0417-77"}],
+    )
+    b.select_option("form[action$='/attachments'] select[name=visibility]", "partner")
+    b.click("form[action$='/attachments'] button[type=submit]")
+    expect(flash(b)).to_have_text("File uploaded.")
     b.select_option("#status-form select[name=status]", "in_progress")
     b.click("#status-form button[type=submit]")
     expect(b.locator("#ticket-status")).to_have_text("in progress")
@@ -133,6 +140,14 @@ def test_link_delegate_accept_resolve_watch_the_chain_and_return_for_rework(
         "data-state", "in_progress"
     )
     a.screenshot(path=str(shots / "ticket-origin.png"), full_page=True)
+
+    # The partner's file travelled up the chain and downloads at the origin.
+    a.reload()
+    with a.expect_download() as download_info:
+        a.get_by_role("link", name="reader-serial.txt").click()
+    download = download_info.value
+    assert download.suggested_filename == "reader-serial.txt"
+    assert Path(download.path()).read_bytes() == b"SN 0417-77"
 
     def reopened() -> bool:
         b.reload()
