@@ -30,7 +30,6 @@ from adapters.email import (
 from adapters.email.service import EmailAdapter
 from adapters.email.settings import MailSettings
 
-MAILBOX = "dispatch@eastwood.example"
 WAIT_SECONDS = 30.0
 
 
@@ -60,6 +59,7 @@ class EmailLeaf:
 
     def __init__(self, setup: LeafSetup) -> None:
         self.setup = setup
+        self.mailbox_address = f"dispatch@{setup.account}.example"
         self._label = setup.label
         self._account_id = ""
         self.mailbox = _Mailbox()
@@ -130,14 +130,14 @@ class EmailLeaf:
         deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
         while (msg := self.mailbox.find(subject_part)) is None:
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"no mail '{subject_part}' in {MAILBOX}")
+                raise TimeoutError(f"no mail '{subject_part}' in {self.mailbox_address}")
             await asyncio.sleep(0.02)
         return msg
 
     async def _reply(self, text: str) -> None:
         assert self.offer is not None
         reply = EmailMessage()
-        reply["From"] = f"Eastwood dispatch <{MAILBOX}>"
+        reply["From"] = f"{self.label} dispatch <{self.mailbox_address}>"
         reply["To"] = str(self.offer["Reply-To"])
         reply["Subject"] = "Re: " + str(self.offer["Subject"])
         reply["Message-ID"] = email.utils.make_msgid(domain="eastwood.example")
@@ -148,7 +148,7 @@ class EmailLeaf:
 
         def send() -> None:
             with smtplib.SMTP("127.0.0.1", self.listen_port, timeout=30) as client:
-                client.sendmail(MAILBOX, [str(reply["To"])], raw)
+                client.sendmail(self.mailbox_address, [str(reply["To"])], raw)
 
         await asyncio.to_thread(send)
         self.replies.append(text.splitlines()[0])
@@ -159,7 +159,12 @@ class EmailLeaf:
         assert self.client is not None
         response = await self.client.post(
             "/api/v1/participants",
-            json={"token": token, "name": self.label, "emails": [MAILBOX], "language": "en"},
+            json={
+                "token": token,
+                "name": self.label,
+                "emails": [self.mailbox_address],
+                "language": "en",
+            },
         )
         if response.status_code != 201:
             raise RuntimeError(f"participant: {response.status_code} {response.text}")
@@ -184,7 +189,7 @@ class EmailLeaf:
         sent = len(self.replies)
         got = len(self.mailbox.messages)
         return (
-            f"{self.label} took part by e-mail: {got} mails in {MAILBOX} "
+            f"{self.label} took part by e-mail: {got} mails in {self.mailbox_address} "
             f"({', '.join(str(m['Subject']).strip() for m in self.mailbox.messages)}), "
             f"{sent} replies by SMTP to the adapter ({', '.join(self.replies)})"
         )
