@@ -21,6 +21,7 @@ import smtplib
 import subprocess
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -109,7 +110,7 @@ def reply_to(
     *,
     sender: str,
     text: str,
-    attachments: list[tuple[str, str, bytes]] = (),  # type: ignore[assignment]
+    attachments: Sequence[tuple[str, str, bytes]] = (),
     message_id: str | None = None,
 ) -> EmailMessage:
     """A reply to ``original`` as a mail client writes it: Re: subject, threading, quote."""
