@@ -215,7 +215,7 @@ def parse_query(query: str | None) -> frozenset[str] | None:
     if query is None or not query.strip():
         return None
     wanted: set[str] = set()
-    pairs = parse_qsl(query.strip(), keep_blank_values=True, strict_parsing=False)
+    pairs = parse_qsl(query.strip().lstrip("?"), keep_blank_values=True, strict_parsing=False)
     if not pairs:
         raise ValueError("query must look like eventType=TroubleTicketStatusChangeEvent")
     for key, value in pairs:

@@ -154,6 +154,7 @@ def test_hub_queries() -> None:
         mapping.RESOLVED,
         mapping.CREATE,
     }
+    assert mapping.parse_query("?eventType=TroubleTicketResolvedEvent") == {mapping.RESOLVED}
     assert mapping.parse_query(
         "eventType=TroubleTicketResolvedEvent&eventType=TroubleTicketCreateEvent"
     ) == {mapping.RESOLVED, mapping.CREATE}
