@@ -241,6 +241,8 @@ class InboundProcessor:
             return self._apply(session, mail, verdict.reply, delegation, participant)
         if verdict.kind == "bounce" and verdict.token and delegation and participant:
             return self._bounce(session, mail, verdict, delegation, participant)
+        if verdict.kind == "bounce" and mail.bounced_message_id:
+            return self._bounce_outside_thread(session, mail, verdict)
         if verdict.polite_reply and mail.sender:
             self._polite(session, mail, mail.sender, participant, verdict.reason)
         return Outcome(verdict.kind, verdict.reason, d_id if verdict.token else None)
@@ -416,6 +418,30 @@ class InboundProcessor:
             .where(MailInbound.sender == sender[:320], MailInbound.received_at >= since)
         ).one()
         return int(count) >= self.mail.mails_per_sender_per_hour
+
+    def _bounce_outside_thread(
+        self, session: Session, mail: InboundMail, verdict: loops.Verdict
+    ) -> Outcome:
+        """A bounce of a mail outside any ticket (the welcome): the DSN quotes our exact
+        Message-ID, which has a random part nobody else saw, so it is believed."""
+        assert mail.bounced_message_id is not None
+        row = session.exec(
+            select(MailOutbox).where(MailOutbox.message_id == _bracketed(mail.bounced_message_id))
+        ).first()
+        if row is None or row.delegation_id is not None:
+            return Outcome("bounce", verdict.reason)
+        row.state = "bounced"
+        row.last_error = f"bounced: {', '.join(verdict.failed_recipients)}"[:500]
+        session.add(row)
+        participant = session.exec(
+            select(MailParticipant).where(MailParticipant.account_id == row.account_id)
+        ).first()
+        outcome = Outcome("bounce", verdict.reason)
+        if participant is not None:
+            participant.undeliverable = True
+            session.add(participant)
+            outcome.applied.append("participant_undeliverable")
+        return outcome
 
     def _rate_ok(self, session: Session, address: str) -> bool:
         since = utcnow() - timedelta(hours=1)

@@ -401,3 +401,40 @@ def test_a_processing_failure_is_recorded_as_an_error_and_changes_nothing(
     assert outcome.verdict == "error" and "a bug in applying" in outcome.reason
     assert _counts(engine) == before  # the comment before it was rolled back with it
     assert processor.process(raw).verdict == "duplicate"  # recorded, not retried forever
+
+
+def test_a_bounced_welcome_marks_the_participant_undeliverable(
+    engine: Engine, tmp_path: Path
+) -> None:
+    with Session(engine, expire_on_commit=False) as session:
+        identity = _hosted(
+            session,
+            account="typo-g7",
+            label="Typo",
+            delegation_id=str(uuid.uuid4()),
+            number="TYPO-G7-1",
+            emails=["chief@storm.example"],
+        )
+        processor = _processor(engine, tmp_path, {"typo-g7": identity})
+        participant = session.exec(
+            select(MailParticipant).where(MailParticipant.account_id == "typo-g7")
+        ).one()
+        welcome = processor.mailer.welcome(session, participant, "ACME")
+        session.commit()
+    assert welcome.envelope_from == f"tix@{SETUP['reply_domain']}"
+    raw = _DSN.format(
+        envelope_from=welcome.envelope_from,
+        n="welcome",
+        domain=SETUP["reply_domain"],
+        message_id=welcome.message_id,
+    ).encode()
+    before = _counts(engine)
+    outcome = processor.process(raw.replace(b"\n", b"\r\n"), envelope_sender="")
+    assert (outcome.verdict, outcome.applied) == ("bounce", ["participant_undeliverable"])
+    assert _counts(engine) == before
+    with Session(engine) as session:
+        row = session.exec(select(MailOutbox).where(MailOutbox.id == welcome.id)).one()
+        participant = session.exec(
+            select(MailParticipant).where(MailParticipant.account_id == "typo-g7")
+        ).one()
+    assert row.state == "bounced" and participant.undeliverable
