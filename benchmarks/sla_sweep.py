@@ -31,6 +31,9 @@ state: every threshold already reached has its ``SlaEventRecord``. Seeding uses 
 * ``refresh``: µs per delegation of ``account.sla.service.refresh`` on a sample (its one query
   included), of the pure clock evaluation ``clocks_of`` and of parsing the stored policy.
 
+``--due-index`` adds an index on ``delegation (account_id, sla_next_check_at)`` after seeding,
+to compare the figures with that proposed fix (``docs/performance.md``, "SLA sweep").
+
 Bounded: at most 1 000 000 tickets and 20 runs; every sweep is bounded by ``flows.sweep``.
 """
 
@@ -120,6 +123,7 @@ PRIORITY_WEIGHTS = (5, 20, 55, 20)
 # Real minutes per business minute, roughly: 45 open hours in a 168-hour week.
 REAL_PER_BUSINESS = 168 / 45
 PARTNERS = 5
+DUE_INDEX, DUE_COLUMNS = "ix_bench_delegation_due", "(account_id, sla_next_check_at)"
 
 
 # --- the node's database ----------------------------------------------------------------------
@@ -616,6 +620,10 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 f"seeded {stats.tickets} tickets, {stats.delegations} delegations and "
                 f"{stats.event_records} event records in {stats.seconds:.1f}s"
             )
+            if args.due_index:
+                # The proposed fix for SQLite's plan (see docs/performance.md), to compare.
+                with engine.begin() as conn:
+                    conn.execute(text(f"CREATE INDEX {DUE_INDEX} ON delegation {DUE_COLUMNS}"))
             plan = query_plan(engine, account_id)
             busy = choose_busy(engine, args.due_fraction)
         finally:
@@ -625,12 +633,15 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             "database": args.database,
             "tickets": stats.tickets,
             "due_fraction": args.due_fraction,
+            "due_index": args.due_index,
+            "load_average_before": os.getloadavg(),
             "seed": asdict(stats),
             "due_probe_plan": plan,
         }
         for name, due in (("quiet", []), ("busy", busy), ("refresh", [])):
             console.print(f"measuring: {name}")
             results[name] = in_fresh_process(url, account_id, raw, name, due, args.runs)
+        results["load_average_after"] = os.getloadavg()
     return results
 
 
@@ -694,6 +705,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--due-fraction", type=float, default=0.01)
     parser.add_argument(
+        "--due-index",
+        action="store_true",
+        help=f"add an index on delegation {DUE_COLUMNS} before measuring (a proposed fix)",
+    )
+    parser.add_argument(
         "--json", metavar="FILE", help="also write the results as JSON (- for stdout)"
     )
     args = parser.parse_args(argv)
@@ -710,6 +726,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     results["command"] = " ".join(["benchmarks/sla_sweep.py", *(argv or sys.argv[1:])])
     console.print(table(results))
     console.print("due probe plan: " + " | ".join(results["due_probe_plan"]))
+    console.print(
+        "load average before / after: "
+        f"{results['load_average_before'][0]:.1f} / {results['load_average_after'][0]:.1f}"
+    )
     if args.json == "-":
         print(json.dumps(results, indent=2, default=str))
     elif args.json:
