@@ -2,8 +2,8 @@
 
 ``on_applied`` is the node's ``on_applied`` hook: it runs inside the inbox transaction of every
 message applied to a hosted account and turns offers, updates, comments, recalls, reworks,
-confirmations and ratings into ``WebhookOutbox`` rows (with the ticket as the participant's
-mapping names it), so an event is queued exactly when what it tells about happened.
+confirmations, ratings and attachments into ``WebhookOutbox`` rows (with the ticket as the
+participant's mapping names it), so an event is queued exactly when what it tells about happened.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ EVENTS: Final = {
     "resolution.rework": "rework",
     "resolution.confirm": "confirm",
     "rating": "rating",
+    "ticket.attachment": "attachment",
 }
 
 
@@ -123,4 +124,16 @@ def on_applied(session: Session, identity: Identity, opened: Opened) -> None:
         extra["note"] = body.note
     elif isinstance(body, m.Rating):
         extra["rating"] = {"score": body.score, "comment": body.comment}
+    elif isinstance(body, m.TicketAttachment):
+        # Small files travel inline on the wire and so in the event; larger ones only by
+        # their metadata (the help desk asks the upstream for them).
+        extra["attachment"] = {
+            "id": body.attachment_id,
+            "filename": body.filename,
+            "content_type": body.content_type,
+            "size": body.size,
+            "sha256": body.sha256,
+            "uploaded_by": body.uploaded_by,
+            "content_base64": body.content_b64,
+        }
     queue(session, participant, event, ticket_of(ticket, delegation, link), extra)

@@ -254,6 +254,15 @@ def test_a_help_desk_works_a_ticket_through_signed_webhooks(
         assert comment["comment"]["body"] == "The branch opens at 9"
         update = json.loads(helpdesk.received()[2][1])
         assert update["changes"] == {"priority": "high"} and update["ticket"]["priority"] == "high"
+        acme.call(
+            "POST",
+            f"/api/v1/tickets/{number}/attachments",
+            files={"file": ("site-plan.txt", b"vault behind the counter\n", "text/plain")},
+        )
+        eventually(lambda: helpdesk.events()[-1:] == ["attachment"], what="the upstream's file")
+        sent = json.loads(helpdesk.received()[-1][1])["attachment"]
+        assert (sent["filename"], sent["size"]) == ("site-plan.txt", 25)
+        assert base64.b64decode(sent["content_base64"]) == b"vault behind the counter\n"
 
         for payload in (
             {
@@ -285,14 +294,18 @@ def test_a_help_desk_works_a_ticket_through_signed_webhooks(
     assert [c["body"] for c in comments] == ["The branch opens at 9", "Engineer dispatched"]
     assert comments[1]["author"].startswith("Kim (via help desk)")
     files = eventually(
-        lambda: acme.call("GET", f"/api/v1/tickets/{number}/attachments")["items"],
-        what="the attachment upstream",
+        lambda: [
+            f["filename"]
+            for f in acme.call("GET", f"/api/v1/tickets/{number}/attachments")["items"]
+            if f["filename"] == "report.txt"
+        ],
+        what="the help desk's attachment upstream",
     )
-    assert [f["filename"] for f in files] == ["report.txt"]
+    assert files == ["report.txt"]
 
     acme.call("POST", f"/api/v1/delegations/{delegation()['id']}/confirm", json={})
     eventually(lambda: helpdesk.events()[-1:] == ["confirm"], what="the confirmation")
-    assert helpdesk.events() == ["offer", "comment", "update", "confirm"]
+    assert helpdesk.events() == ["offer", "comment", "update", "attachment", "confirm"]
 
     # A second offer, declined by the help desk; a late answer to the finished ticket is 409.
     second = acme.call("POST", "/api/v1/tickets", json={"title": "Printer jam"})["number"]
