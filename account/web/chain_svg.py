@@ -41,6 +41,7 @@ class Box:
     tooltip: str
     disclosed: bool
     note: str = ""
+    upstream: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,13 @@ def layout(
     delegations: list[dict[str, Any]],
     sla: str = "none",
     undisclosed: str = "undisclosed",
+    upstream: tuple[str, str] | None = None,
 ) -> Picture:
-    """Place the ticket (root) and its delegation tree; ``undisclosed`` names hidden companies."""
+    """Place the ticket (root) and its delegation tree; ``undisclosed`` names hidden companies.
+
+    ``upstream`` is ``(company, its ticket number)`` for a ticket received from a partner: that
+    partner is drawn above the root, so a middle node sees where its work came from.
+    """
     picture = Picture(width=0, height=0)
     root = {"delegations": delegations}
     columns = _leaves(root)
@@ -158,16 +164,18 @@ def layout(
         children = node.get("delegations") or []
         return 1 + max((depth_of(c) for c in children), default=0)
 
+    top = 1 if upstream else 0
+    root_y = PAD + top * step_y
     for child in delegations:
-        child_x, child_y = place(child, 1, column)
-        picture.edges.append(Edge(root_cx, PAD + BOX_H, child_x, child_y))
+        child_x, child_y = place(child, top + 1, column)
+        picture.edges.append(Edge(root_cx, root_y + BOX_H, child_x, child_y))
         column += _leaves(child)
-    depth_max = depth_of(root)
+    depth_max = depth_of(root) + top
     picture.boxes.insert(
         0,
         Box(
             x=root_cx - BOX_W // 2,
-            y=PAD,
+            y=root_y,
             title=_short(label),
             level=level,
             state="",
@@ -181,6 +189,28 @@ def layout(
             note=number,
         ),
     )
+    if upstream is not None:
+        company, ref = upstream
+        picture.edges.append(Edge(root_cx, PAD + BOX_H, root_cx, root_y))
+        picture.boxes.insert(
+            0,
+            Box(
+                x=root_cx - BOX_W // 2,
+                y=PAD,
+                title=_short(company),
+                level=level - 1,
+                state="",
+                status="",
+                due=None,
+                sla="none",
+                breaches=0,
+                root=False,
+                tooltip=f"{company}: {ref}, level {level - 1}",
+                disclosed=True,
+                note=ref,
+                upstream=True,
+            ),
+        )
     picture.width = 2 * PAD + columns * step_x - GAP_X
     picture.height = 2 * PAD + depth_max * step_y - GAP_Y
     return picture

@@ -301,7 +301,23 @@ def _picture(
         delegations=nodes,
         sla=str(getattr(ticket, "sla_state", "none") or "none"),
         undisclosed=t("undisclosed"),
+        upstream=_upstream_of(session, ctx, ticket),
     )
+
+
+def _upstream_of(session: Session, ctx: NodeContext, ticket: Ticket) -> tuple[str, str] | None:
+    """The partner this ticket came from, as our link names it, and its ticket number."""
+    if not ticket.upstream_account:
+        return None
+    link = session.exec(
+        select(Link).where(
+            Link.account_id == ctx.account_id,
+            Link.peer_account == ticket.upstream_account,
+            Link.direction == "upstream",
+        )
+    ).first()
+    label = (link.peer_label if link else "") or ticket.upstream_account
+    return label, ticket.upstream_ref or ""
 
 
 def _chain_values(

@@ -156,3 +156,36 @@ def test_the_language_comes_from_the_cookie_then_the_browser(
 )
 def test_redirects_stay_inside_the_ui(target: str | None, expected: str) -> None:
     assert safe_next(target) == expected
+
+
+def test_a_received_ticket_shows_where_it_came_from_above_it() -> None:
+    picture = chain_svg.layout(
+        number="L1-4",
+        status="in_progress",
+        label="Northwind",
+        level=1,
+        delegations=[node(2, "fixit", "accepted")],
+        upstream=("ACME Vendor", "ACME-9"),
+    )
+    upstream, root, child = picture.boxes
+    assert (upstream.title, upstream.level, upstream.note, upstream.upstream) == (
+        "ACME Vendor", 0, "ACME-9", True,
+    )  # fmt: skip
+    assert upstream.y < root.y < child.y and root.root and root.level == 1
+    assert len(picture.edges) == 2
+    assert picture.height == 2 * 8 + 3 * chain_svg.BOX_H + 2 * 40
+
+
+def test_the_picture_and_the_catalogue_are_plain_python() -> None:
+    import ast
+
+    for name in ("chain_svg.py", "i18n.py"):
+        tree = ast.parse((WEB / name).read_text(encoding="utf-8"))
+        imported = {
+            alias.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+            for alias in n.names
+        } | {
+            n.module.split(".")[0] for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module
+        }  # fmt: skip
+        assert imported <= {"__future__", "collections", "dataclasses", "typing"}, name
