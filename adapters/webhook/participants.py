@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from account.config import ACCOUNT_ID_RE, Settings
 from account.context import Identity
-from account.errors import Conflict, Invalid
+from account.errors import Conflict, Invalid, NotFound
 from account.links import service as link_service
 from account.tmf.mapping import check_callback
 from adapters.email.participants import key_path, slug
@@ -41,6 +41,15 @@ class ParticipantCreate(BaseModel):
         if not value:
             raise ValueError("name must not be blank")
         return value
+
+
+class ParticipantPatch(BaseModel):
+    """A new URL or mapping; events already queued keep the names they were rendered with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, min_length=1, max_length=2000)
+    mapping: ParticipantMapping | None = None
 
 
 def new_account_id(session: Session, name: str) -> str:
@@ -104,6 +113,38 @@ def create(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_key_file(path, key)
     return participant, identity
+
+
+def get(*, session: Session, adapter: Identity, account_id: str) -> WebhookParticipant:
+    row = session.exec(
+        select(WebhookParticipant).where(
+            WebhookParticipant.account_id == account_id,
+            WebhookParticipant.adapter_account == adapter.account_id,
+        )
+    ).first()
+    if row is None:
+        raise NotFound("participant not found")
+    return row
+
+
+def update(
+    *,
+    session: Session,
+    participant: WebhookParticipant,
+    patch: ParticipantPatch,
+    allowed_hosts: Sequence[str] = (),
+) -> WebhookParticipant:
+    if patch.url is not None:
+        try:
+            check_callback(patch.url, allowed_hosts)
+        except ValueError as exc:
+            raise Invalid(f"url: {exc}") from exc
+        participant.url = patch.url
+    if patch.mapping is not None:
+        participant.mapping = patch.mapping.model_dump()
+    session.add(participant)
+    session.flush()
+    return participant
 
 
 def to_public(participant: WebhookParticipant) -> dict[str, Any]:

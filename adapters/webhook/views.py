@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from account.deps import AdminUser, ContextDep, SessionDep, commit
 from adapters.webhook import participants, signing
 from adapters.webhook.models import WebhookParticipant
-from adapters.webhook.participants import ParticipantCreate
+from adapters.webhook.participants import ParticipantCreate, ParticipantPatch
 from adapters.webhook.service import WebhookAdapter
 
 router = APIRouter(tags=["webhook participants"])
@@ -52,6 +52,27 @@ def list_participants(ctx: ContextDep, session: SessionDep, _admin: AdminUser) -
         .order_by(col(WebhookParticipant.id))
     ).all()
     return {"items": [participants.to_public(row) for row in rows]}
+
+
+@router.patch("/api/v1/webhook-participants/{account_id}")
+def update_participant(
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    _admin: AdminUser,
+    account_id: str,
+    patch: ParticipantPatch,
+) -> dict[str, Any]:
+    """Change a participant's URL or mapping."""
+    participant = participants.get(session=session, adapter=ctx.identity, account_id=account_id)
+    participants.update(
+        session=session,
+        participant=participant,
+        patch=patch,
+        allowed_hosts=_adapter(request).settings.allowed_hosts,
+    )
+    commit(session, ctx)
+    return participants.to_public(participant)
 
 
 @router.post("/webhooks/{account_id}/inbound")

@@ -307,11 +307,28 @@ def test_a_help_desk_works_a_ticket_through_signed_webhooks(
     eventually(lambda: helpdesk.events()[-1:] == ["confirm"], what="the confirmation")
     assert helpdesk.events() == ["offer", "comment", "update", "attachment", "confirm"]
 
+    # The mapping changes: the next event speaks the new names.
+    patched = adapter.call(
+        "PATCH",
+        f"/api/v1/webhook-participants/{account}",
+        json={"mapping": {"fields": {"title": "summary", "ticket_id": "external_id"}}},
+    )
+    assert patched["mapping"]["fields"]["title"] == "summary"
+    refused = adapter.client.patch(
+        f"/api/v1/webhook-participants/{account}", json={"url": "gopher://desk.example/"}
+    )
+    assert refused.status_code == 400, refused.text
+    assert (
+        adapter.client.patch("/api/v1/webhook-participants/nobody-1234", json={}).status_code == 404
+    )
+
     # A second offer, declined by the help desk; a late answer to the finished ticket is 409.
     second = acme.call("POST", "/api/v1/tickets", json={"title": "Printer jam"})["number"]
     acme.call("POST", f"/api/v1/tickets/{second}/delegations", json={"partner": account})
     eventually(lambda: helpdesk.events()[-1:] == ["offer"], what="the second offer")
-    offered = json.loads(helpdesk.received()[-1][1])["ticket"]["external_id"]
+    second_offer = json.loads(helpdesk.received()[-1][1])["ticket"]
+    assert second_offer["summary"] == "Printer jam" and "subject" not in second_offer
+    offered = second_offer["external_id"]
     with httpx.Client(base_url=f"http://127.0.0.1:{adapter.port}", timeout=15) as desk:
         raw, hdrs = signed(
             secret, {"action": "decline", "ticket_id": offered, "reason": "not our area"}
