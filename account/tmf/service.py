@@ -28,7 +28,12 @@ from account.tickets.models import (
 )
 from account.tmf import mapping
 from account.tmf.models import TmfHub, TmfNotification, TmfTicketInfo
-from account.tmf.schemas import NOT_NULLABLE, TroubleTicketCreate, TroubleTicketPatch
+from account.tmf.schemas import (
+    NOT_NULLABLE,
+    ExternalIdentifierIn,
+    TroubleTicketCreate,
+    TroubleTicketPatch,
+)
 from account.users.models import User
 from exchange.clock import aware
 
@@ -192,6 +197,16 @@ def _priority(priority: str | None, severity: str | None) -> str | None:
         raise Invalid(str(exc)) from exc
 
 
+def _client_ids(items: Sequence[ExternalIdentifierIn]) -> list[dict[str, Any]]:
+    """The client's own identifiers; the chain's (``Tix…`` types) are derived, not stored, so
+    a client that sends back what it read does not duplicate them."""
+    return [
+        e.model_dump(exclude_none=True, by_alias=True)
+        for e in items
+        if not (e.externalIdentifierType or "").startswith("Tix")
+    ]
+
+
 def _actor(user: User) -> str:
     return user.full_name or user.username
 
@@ -243,9 +258,7 @@ def create(
     session.add(
         TmfTicketInfo(
             ticket_id=ticket.id,
-            external_ids=[
-                e.model_dump(exclude_none=True, by_alias=True) for e in body.externalIdentifier
-            ],
+            external_ids=_client_ids(body.externalIdentifier),
             requested_resolution_at=body.requestedResolutionDate,
         )
     )
@@ -307,10 +320,7 @@ def patch(
         assert ticket.id is not None
         info = session.get(TmfTicketInfo, ticket.id) or TmfTicketInfo(ticket_id=ticket.id)
         if "externalIdentifier" in given:
-            info.external_ids = [
-                e.model_dump(exclude_none=True, by_alias=True)
-                for e in body.externalIdentifier or []
-            ]
+            info.external_ids = _client_ids(body.externalIdentifier or [])
         if "requestedResolutionDate" in given:
             info.requested_resolution_at = body.requestedResolutionDate
         session.add(info)

@@ -194,6 +194,13 @@ async def test_create_retrieve_list_and_patch_conform_to_the_specification(
         "Please call before arriving",
         "Arrived at 10:05",
     ]
+    # Sending back the identifiers as read does not duplicate the chain's own.
+    echoed = await client.patch(
+        f"{BASE}/troubleTicket/{number}",
+        json={"externalIdentifier": patched["externalIdentifier"]},
+        headers=disp,
+    )
+    assert echoed.json()["externalIdentifier"] == patched["externalIdentifier"]
     in_progress = await client.get(
         f"{BASE}/troubleTicket", params={"status": "inProgress"}, headers=disp
     )
