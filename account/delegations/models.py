@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as ApiField
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from exchange.clock import utcnow
@@ -16,7 +16,11 @@ from exchange.clock import utcnow
 class Delegation(SQLModel, table=True):
     """``role`` is ``out`` on the upstream (we offered it) and ``in`` on the downstream."""
 
-    __table_args__ = (UniqueConstraint("account_id", "delegation_id"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "delegation_id"),
+        # The SLA scheduler's query (account/sla/flows.py): due checks of the hosted accounts.
+        Index("ix_delegation_account_next_check", "account_id", "sla_next_check_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     delegation_id: str = Field(index=True, max_length=36)

@@ -176,28 +176,33 @@ def apply_event(
     sla_service.refresh_ticket(session=session, ticket=ticket)
 
 
-def sweep_once(
-    *, session: Session, identities: Mapping[str, Identity], now: datetime | None = None
+def _due(session: Session, identities: Mapping[str, Identity], now: datetime) -> list[Delegation]:
+    """The next batch of delegations whose check time has come, oldest first."""
+    return list(
+        session.exec(
+            select(Delegation)
+            .where(
+                col(Delegation.account_id).in_(list(identities)),
+                col(Delegation.sla_next_check_at).is_not(None),
+                col(Delegation.sla_next_check_at) <= now,
+            )
+            .order_by(col(Delegation.sla_next_check_at))
+            .limit(SWEEP_BATCH)
+            .with_for_update()
+        ).all()
+    )
+
+
+def _process(
+    session: Session,
+    identities: Mapping[str, Identity],
+    rows: list[Delegation],
+    now: datetime,
 ) -> int:
-    """Evaluate the delegations whose next check has come; returns how many events it sent."""
-    now = now or utcnow()
-    rows = session.exec(
-        select(Delegation)
-        .where(
-            col(Delegation.sla_next_check_at).is_not(None),
-            col(Delegation.sla_next_check_at) <= now,
-            col(Delegation.account_id).in_(list(identities)),
-        )
-        .order_by(col(Delegation.sla_next_check_at))
-        .limit(SWEEP_BATCH)
-        .with_for_update()
-    ).all()
     emitted = 0
     for d in rows:
         ticket = _ticket(session, d)
-        clocks = sla_service.refresh(
-            session=session, delegation=d, priority=ticket.priority, now=now
-        )
+        clocks = sla_service.clocks_of(d, ticket.priority, now)
         sent = 0
         if d.role == "out" and clocks is not None:
             identity = identities[d.account_id]
@@ -206,13 +211,24 @@ def sweep_once(
                     continue
                 for kind in clock.reached:
                     sent += _emit(session, identity, ticket, d, clock, kind)
-            # Recompute: the events are recorded now, so nothing is left to wake up for.
-            sla_service.refresh(session=session, delegation=d, priority=ticket.priority, now=now)
-            if sent:
-                delegation_service.roll_up(session=session, identity=identity, ticket=ticket)
-        sla_service.refresh_ticket(session=session, ticket=ticket, now=now)
+        if sent:
+            # Rolling up refreshes every clock of the ticket (the events are recorded now, so
+            # nothing is left to wake up for) before the subtree goes up with its new state.
+            delegation_service.roll_up(
+                session=session, identity=identities[d.account_id], ticket=ticket
+            )
+        else:
+            sla_service.refresh_ticket(session=session, ticket=ticket, now=now)
         emitted += sent
     return emitted
+
+
+def sweep_once(
+    *, session: Session, identities: Mapping[str, Identity], now: datetime | None = None
+) -> int:
+    """Evaluate one batch of delegations whose next check has come; returns events sent."""
+    now = now or utcnow()
+    return _process(session, identities, _due(session, identities, now), now)
 
 
 def sweep(engine: Engine, identities: Mapping[str, Identity]) -> tuple[int, int]:
@@ -220,20 +236,12 @@ def sweep(engine: Engine, identities: Mapping[str, Identity]) -> tuple[int, int]
     checked = events = 0
     for _ in range(1_000):  # bounded: 500 000 delegations per call at most
         with session_scope(engine) as session:
-            due = session.exec(
-                select(Delegation.id)
-                .where(
-                    col(Delegation.sla_next_check_at).is_not(None),
-                    col(Delegation.sla_next_check_at) <= utcnow(),
-                    col(Delegation.account_id).in_(list(identities)),
-                )
-                .limit(1)
-            ).first()
-            if due is None:
+            now = utcnow()
+            rows = _due(session, identities, now)
+            if not rows:
                 break
-            before = checked
-            events += sweep_once(session=session, identities=identities)
-            checked = before + SWEEP_BATCH
+            checked += len(rows)
+            events += _process(session, identities, rows, now)
     return checked, events
 
 

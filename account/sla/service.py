@@ -14,6 +14,8 @@ delegations' and the states rolled up from below in their subtrees, so a list fi
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
@@ -66,8 +68,14 @@ def policy_of(delegation: Delegation) -> SlaPolicy | None:
     """The delegation's SLA policy, or None when its contract set none (or an unusable one)."""
     if not delegation.sla_policy:
         return None
+    return _parse_policy(json.dumps(delegation.sla_policy, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_policy(text: str) -> SlaPolicy | None:
+    """Policies are few and immutable: parse each one once (a calendar is costly to build)."""
     try:
-        return SlaPolicy.from_dict(delegation.sla_policy)
+        return SlaPolicy.from_dict(json.loads(text))
     except PolicyError:
         return None
 
