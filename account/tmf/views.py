@@ -6,6 +6,7 @@ and also carry Tix's ``detail``; bad input is 400 (the specification lists no 42
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any, Final
 
@@ -31,6 +32,7 @@ _REASONS: Final[dict[int, str]] = {
     409: "Conflict",
     413: "Payload Too Large",
     500: "Internal Server Error",
+    501: "Not Implemented",
 }
 _CODES: Final[dict[type[AccountError], int]] = {
     NotFound: 404,
@@ -289,3 +291,18 @@ def delete_hub(ctx: ContextDep, session: SessionDep, user: CurrentUser, id: str)
     tmf_service.delete_hub(session=session, account_id=ctx.account_id, user=user, hub_id=id)
     commit(session, ctx)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+_KNOWN = re.compile(r"^(troubleTicket|troubleTicket/[^/]+|hub|hub/[^/]+)$")
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@router.api_route("/{rest:path}", methods=_ALL_METHODS, include_in_schema=False)
+def elsewhere(rest: str) -> JSONResponse:
+    """Anything else under the facade, as a TMF ``Error``: another method on one of its
+    resources (405), the specification's resources it does not provide (501), the rest (404)."""
+    if _KNOWN.match(rest):
+        return tmf_error(405, "method not allowed")
+    if rest.split("/")[0] in ("troubleTicketSpecification", "listener"):
+        return tmf_error(501, f"{rest.split('/')[0]} is not provided by this node")
+    return tmf_error(404, "not found")

@@ -275,6 +275,10 @@ async def test_bad_input_is_a_tmf_error_and_changes_nothing(
     error_of(await client.get(f"{BASE}/troubleTicket/NOPE-1", headers=disp), 404)
     error_of(await client.patch(f"{BASE}/troubleTicket/NOPE-1", json={}, headers=disp), 404)
     error_of(await client.delete(url, headers=disp), 405)
+    error_of(await client.put(url, json={}, headers=disp), 405)
+    error_of(await client.get(f"{BASE}/hub", headers=disp), 405)
+    error_of(await client.get(f"{BASE}/troubleTicketSpecification", headers=disp), 501)
+    error_of(await client.get(f"{BASE}/nothing/here", headers=disp), 404)
     for params in ({"status": "sleeping"}, {"filter": "name[?(@=='x')]"}, {"sort": "name"}):
         error_of(await client.get(f"{BASE}/troubleTicket", params=params, headers=disp), 400)
     error_of(await client.get(f"{BASE}/troubleTicket", params={"limit": 0}, headers=disp), 400)
