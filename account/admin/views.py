@@ -23,7 +23,7 @@ def rejected(
     user: AdminUser,
     reason: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,  # fits the database's integer
 ) -> dict[str, Any]:
     statement = select(RejectedInbound)
     if reason:
@@ -84,8 +84,11 @@ def outbox(
 
 
 @router.post("/outbox/retry")
-def retry_outbox(ctx: ContextDep, user: AdminUser) -> dict[str, int]:
+def retry_outbox(ctx: ContextDep, session: SessionDep, user: AdminUser) -> dict[str, int]:
     """Try every given-up (``failed``) outbox row again, in order."""
+    # The request's session (it loaded the admin) holds SQLite's one pooled connection; give
+    # it back before the relay opens its own, or this waits out the pool timeout and fails.
+    session.close()
     count = relay.retry_failed(ctx.engine)
     ctx.wake_relay()
     return {"retried": count}

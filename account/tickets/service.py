@@ -15,7 +15,7 @@ from sqlalchemy import false, func, or_
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from account.errors import Conflict, Forbidden, NotFound
+from account.errors import Conflict, Forbidden, Invalid, NotFound
 from account.tickets import states
 from account.tickets.models import (
     Comment,
@@ -175,6 +175,9 @@ def get_by_id(*, session: Session, ticket_id: int, lock: bool = False) -> Ticket
     return ticket
 
 
+_REQUIRED_FIELDS = ("title", "description", "priority")
+
+
 def update(
     *, session: Session, ticket: Ticket, update_in: TicketUpdate, actor: User
 ) -> dict[str, Any]:
@@ -185,6 +188,9 @@ def update(
         raise Conflict(f"a {ticket.status} ticket cannot be edited")
     changes: dict[str, Any] = {}
     fields = update_in.model_dump(exclude_unset=True)
+    nulled = sorted(name for name in _REQUIRED_FIELDS if name in fields and fields[name] is None)
+    if nulled:  # an explicit null for a required column was a 500 (tests/hostile)
+        raise Invalid(f"{', '.join(nulled)} cannot be null")
     addendum = fields.pop("addendum", None)
     if addendum:
         ticket.description = (ticket.description + "\n\n" + addendum).strip()[:20_000]

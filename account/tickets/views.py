@@ -104,7 +104,7 @@ def list_tickets(
         Query(description="tickets whose chain has an SLA clock at risk / breached"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,  # fits the database's integer
 ) -> dict[str, Any]:
     ticket_ids = None
     if partner:

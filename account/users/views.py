@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from account import security
@@ -73,7 +73,7 @@ def list_users(
     session: SessionDep,
     _admin: AdminUser,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> UserList:
     users, total = user_service.list_users(session=session, limit=limit, offset=offset)
     return UserList(items=[_public(u) for u in users], total=total)
@@ -90,7 +90,11 @@ def create_user(
 
 @router.patch("/users/{user_id}")
 def update_user(
-    ctx: ContextDep, session: SessionDep, _admin: AdminUser, user_id: int, user_in: UserUpdate
+    ctx: ContextDep,
+    session: SessionDep,
+    _admin: AdminUser,
+    user_id: Annotated[int, Path(ge=1, le=2**63 - 1)],  # an id the database can hold
+    user_in: UserUpdate,
 ) -> UserPublic:
     user = user_service.get(session=session, user_id=user_id)
     user = user_service.update(session=session, user=user, user_in=user_in)
@@ -118,7 +122,10 @@ def list_api_keys(session: SessionDep, user: CurrentUser) -> ApiKeyList:
 
 @router.delete("/users/me/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_api_key(
-    ctx: ContextDep, session: SessionDep, user: CurrentUser, key_id: int
+    ctx: ContextDep,
+    session: SessionDep,
+    user: CurrentUser,
+    key_id: Annotated[int, Path(ge=1, le=2**63 - 1)],  # an id the database can hold
 ) -> Response:
     user_service.revoke_api_key(session=session, user=user, key_id=key_id)
     commit(session, ctx)
