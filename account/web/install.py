@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
@@ -35,8 +36,6 @@ def install(app: FastAPI) -> None:
 
     async def login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
-        from urllib.parse import urlencode
-
         target = "/ui/login"
         if exc.next_url and exc.next_url != "/ui/tickets":
             target += "?" + urlencode({"next": exc.next_url})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib.util
 import json
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +31,6 @@ __all__ = [
     "language_of",
     "page",
     "redirect",
-    "reports_available",
     "safe_next",
     "security_headers",
 ]
@@ -100,14 +98,6 @@ def safe_next(value: str | None, default: str = "/ui/tickets") -> str:
     return value
 
 
-def reports_available() -> bool:
-    """Whether this node has the reports service (F3) to draw the reports page from."""
-    try:
-        return importlib.util.find_spec("account.reports.service") is not None
-    except ImportError:  # no ``account.reports`` package at all
-        return False
-
-
 def language_of(request: Request) -> str:
     """The page language: the language cookie, else the browser's preference, else English."""
     return i18n.negotiate(
@@ -172,7 +162,6 @@ def page(
         "is_staff": bool(user and user.role in ("admin", "dispatcher", "engineer")),
         "is_dispatcher": bool(user and user.role in ("admin", "dispatcher")),
         "is_admin": bool(user and user.role == "admin"),
-        "reports_enabled": reports_available(),
         **values,
     }
     html = env.get_template(template).render(context)

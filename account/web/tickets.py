@@ -9,10 +9,9 @@ other ticket is a 404 page.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
@@ -52,19 +51,12 @@ DISPATCH = ("admin", "dispatcher")
 PRIORITIES = ("critical", "high", "normal", "low")
 
 
-def sla_enabled() -> bool:
-    """Whether this node's tickets carry SLA state yet (``Ticket.sla_state``, F3)."""
-    return hasattr(Ticket, "sla_state")
-
-
 def _require(user: User, roles: tuple[str, ...]) -> None:
     if user.role not in roles:
         raise Forbidden("not allowed for your role")
 
 
 def _ticket_url(number: str) -> str:
-    from urllib.parse import quote
-
     return "/ui/tickets/" + quote(number, safe="")
 
 
@@ -152,7 +144,7 @@ def list_page(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> HTMLResponse:
     status = status if status in states.TICKET_STATUSES else ""
-    sla = sla if sla in ("at_risk", "breached") and sla_enabled() else ""
+    sla = sla if sla in ("at_risk", "breached") else ""
     ticket_ids = None
     if partner and user.role in STAFF:
         rows = session.exec(
@@ -172,9 +164,6 @@ def list_page(
         ).all()
         ids = [i for i in assigned if i is not None]
         ticket_ids = ids if ticket_ids is None else [i for i in ticket_ids if i in set(ids)]
-    kwargs: dict[str, Any] = {}
-    if sla and "sla" in inspect.signature(ticket_service.list_visible).parameters:
-        kwargs["sla"] = sla
     items, total = ticket_service.list_visible(
         session=session,
         account_id=ctx.account_id,
@@ -184,7 +173,7 @@ def list_page(
         ticket_ids=ticket_ids,
         limit=PAGE_SIZE,
         offset=offset,
-        **kwargs,
+        sla=sla or None,
     )
     filters = {"status": status, "partner": partner, "sla": sla, "q": q, "mine": mine}
 
@@ -202,7 +191,6 @@ def list_page(
         f=filters,
         statuses=states.TICKET_STATUSES,
         partners=_downstream_links(session, ctx, active_only=False) if user.role in STAFF else [],
-        sla_enabled=sla_enabled(),
         prev_url=url(max(0, offset - PAGE_SIZE)) if offset > 0 else None,
         next_url=url(offset + PAGE_SIZE) if offset + PAGE_SIZE < total else None,
     )
@@ -299,7 +287,7 @@ def _picture(
         label=ctx.identity.label,
         level=ticket.depth,
         delegations=nodes,
-        sla=str(getattr(ticket, "sla_state", "none") or "none"),
+        sla=ticket.sla_state or "none",
         undisclosed=t("undisclosed"),
         upstream=_upstream_of(session, ctx, ticket),
     )
@@ -366,7 +354,7 @@ def ticket_page(
         "clocks": [(name, sla[name]) for name in ("response", "resolution") if sla.get(name)],
         "squeeze": bool(sla.get("squeeze")),
         "delegation_sla": {item["id"]: item for item in sla.get("delegations") or []},
-        "sla_state": getattr(ticket, "sla_state", None),
+        "sla_state": ticket.sla_state,
         "answer_offer": dispatcher and ticket.status == "offered" and incoming is not None,
         "moves": moves,
         "can_delegate": can_delegate,
