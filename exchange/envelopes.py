@@ -2,10 +2,10 @@
 
 ``seal`` builds, signs and serialises an envelope to its canonical bytes, which are exactly the
 bytes that travel. ``open_envelope`` performs the checks that need no state, in the order of
-ARCHITECTURE §5: size limit (before parsing), strict JSON, version, type and schema. The checks
-that need the node's tables (recipient hosted, link active, sender is the counterpart, ``kid``
-pinned, signature, clock skew, dedupe, ``seq``) run in ``account.messaging.inbox``, which calls
-``check_signature`` and ``check_skew`` from here.
+ARCHITECTURE §5: size limit (before parsing), strict JSON (no NUL in strings either), version,
+type and schema. The checks that need the node's tables (recipient hosted, link active, sender
+is the counterpart, ``kid`` pinned, signature, clock skew, dedupe, ``seq``) run in
+``account.messaging.inbox``, which calls ``check_signature`` and ``check_skew`` from here.
 """
 
 from __future__ import annotations
@@ -76,9 +76,29 @@ def seal(
     return msg_id, data
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether any string (key or value) in a parsed JSON value holds a NUL character."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def open_envelope(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Opened:
     """Run the stateless receiver checks; raise ``RejectedMessage`` with a stable reason."""
     value = parse_strict(data, max_bytes=max_bytes)
+    if _has_nul(value):
+        # Canonical JSON allows it, but PostgreSQL cannot store it: the message would fail at
+        # commit and be retried to the delivery limit instead of rejected (tests/hostile).
+        raise RejectedMessage("malformed", "NUL character in a string")
     if not isinstance(value, dict):
         raise RejectedMessage("malformed", "an envelope is a JSON object")
     version = value.get("v")

@@ -1,13 +1,14 @@
 """``python -m tests.hostile [--postgres]``: the hostile HTTP cases as a table.
 
-Exit status 0 when every case passed. The wire cases and the schemathesis run are pytest-only
-(``pytest tests/hostile``).
+Then the hostile envelopes (in-process inbox). Exit status 0 when every case passed. The
+schemathesis run is pytest-only (``pytest tests/hostile``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tests.hostile.http_cases import CASES, Verdict, check
+from tests.hostile.wire_cases import WIRE_CASES, WireVerdict, check_wire, wire
 from tests.hostile.world import world
 from tests.support.db import database_url
 
@@ -28,10 +30,16 @@ async def run(backend: str) -> list[Verdict]:
                 return [await check(w, case) for case in CASES]
 
 
+def run_wire() -> list[WireVerdict]:
+    with tempfile.TemporaryDirectory(prefix="tix-hostile-wire-") as tmp, wire(Path(tmp)) as w:
+        return [check_wire(w, case) for case in WIRE_CASES]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.hostile")
     parser.add_argument("--postgres", action="store_true", help="run on PostgreSQL, not SQLite")
     args = parser.parse_args(argv)
+    logging.getLogger("tix.inbox").setLevel(logging.ERROR)  # each rejection logs a warning
     backend = "postgresql" if args.postgres else "sqlite"
     verdicts = asyncio.run(run(backend))
     table = Table(title=f"Tix hostile HTTP input ({backend})")
@@ -49,8 +57,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     console = Console(width=200)
     console.print(table)
+    wire_verdicts = run_wire()
+    wire_table = Table(title="Tix hostile envelopes (in-process inbox)")
+    for column in ("case", "expected", "got", "nothing else changed", "next applied", "result"):
+        wire_table.add_column(column)
+    for w in wire_verdicts:
+        wire_table.add_row(
+            w.case.id,
+            w.case.expected,
+            w.got,
+            "yes" if w.unchanged else "NO",
+            "yes" if w.next_applied else "NO",
+            "[green]pass[/]" if w.passed else "[red]FAIL[/]",
+        )
+    console.print(wire_table)
     failed = [v.case.id for v in verdicts if not v.passed]
-    console.print(f"{len(verdicts) - len(failed)}/{len(verdicts)} passed")
+    failed += [w.case.id for w in wire_verdicts if not w.passed]
+    total = len(verdicts) + len(wire_verdicts)
+    console.print(f"{total - len(failed)}/{total} passed")
     return 1 if failed else 0
 
 
