@@ -60,8 +60,12 @@ class EmailAdapter:
 
     # -- hosted accounts ----------------------------------------------------------------------
 
-    def load_participants(self) -> list[Identity]:
-        """Host every participant not hosted yet; return the new ones."""
+    def load_participants(self, *, host: bool = True) -> list[Identity]:
+        """Participants not hosted yet; hosts them too unless ``host`` is False.
+
+        The background check passes ``host=False`` (it runs in a worker thread) and hosts them
+        in the event loop, where the runtime reads its identities.
+        """
         with Session(self.ctx.engine) as session:
             rows = session.exec(
                 select(MailParticipant).where(
@@ -77,7 +81,8 @@ class EmailAdapter:
             except Exception as exc:
                 log.error("cannot host %s: %s", row.account_id, exc)
                 continue
-            self.runtime.identities[identity.account_id] = identity
+            if host:
+                self.runtime.identities[identity.account_id] = identity
             added.append(identity)
         return added
 
@@ -136,10 +141,12 @@ class EmailAdapter:
         while True:
             await asyncio.sleep(SYNC_SECONDS)
             try:
-                added = await asyncio.to_thread(self.load_participants)
+                added = await asyncio.to_thread(self.load_participants, host=False)
             except Exception:
                 log.exception("participant check failed")
                 continue
+            for identity in added:
+                log.info("hosting e-mail participant %s", identity.account_id)
+                self.runtime.host(identity)  # in the loop; one reconnect takes them all
             if added:
-                self.runtime.host(added[0])  # one reconnect declares every new inbox
                 self.sender.wake()

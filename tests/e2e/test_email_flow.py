@@ -74,6 +74,8 @@ class Adapters:
     def close(self) -> None:
         for adapter in self.started:
             adapter.close()
+            # pytest shows a teardown's output when the test failed
+            print(f"--- log of {adapter.account_id} ---\n{adapter.log_tail(80)}")
         delete_queues(self.amqp_url, [a.account_id for a in self.started] + self.hosted)
 
 
@@ -111,7 +113,7 @@ def invite_participant(
         items = upstream.call("GET", "/api/v1/links")["items"]
         return any(item["partner"] == participant["account_id"] for item in items)
 
-    eventually(linked, what="the upstream to see the participant's link.accept")
+    eventually(linked, timeout=60, what="the upstream to see the participant's link.accept")
     return participant
 
 
@@ -141,7 +143,11 @@ def mail_of(sink: SmtpSink, address: str, subject_part: str) -> Received:
                 return message
         return None
 
-    return eventually(found, what=f"a mail '{subject_part}' to {address}")
+    try:
+        return eventually(found, timeout=60, what=f"a mail '{subject_part}' to {address}")
+    except AssertionError as exc:
+        subjects = [str(m.message["Subject"]) for m in sink.to(address)]
+        raise AssertionError(f"{exc}; mails to {address}: {subjects}") from None
 
 
 def delegation_of(upstream: NodeProcess, number: str) -> dict[str, Any]:
@@ -350,7 +356,7 @@ def test_cli_invite_is_picked_up_by_the_running_adapter_and_bad_input_changes_no
         items = acme.call("GET", "/api/v1/links")["items"]
         return any(item["partner"] == participant["account_id"] for item in items)
 
-    eventually(linked, what="the upstream to see the CLI participant's link.accept")
+    eventually(linked, timeout=60, what="the upstream to see the CLI participant's link.accept")
     mail_of(sink, OFFICE, "Welcome")
     delegate(acme, participant["account_id"], title="Patch panel 4")
     mail_of(sink, OFFICE, "Patch panel 4")  # the running adapter consumes the new account
