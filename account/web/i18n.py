@@ -192,6 +192,20 @@ RU: Final[dict[str, str]] = {
     "Allow sub-delegation": "Разрешить передачу дальше",
     "Accept offers automatically": "Принимать заявки автоматически",
     "SLA policy (JSON)": "Политика SLA (JSON)",
+    # users
+    "Users": "Пользователи",
+    "Role": "Роль",
+    "deactivated": "отключён",
+    "Deactivate": "Отключить",
+    "Activate": "Включить",
+    "Add a user": "Новый пользователь",
+    "Add user": "Добавить",
+    "A contact sees only the tickets of the organisation you enter here.": (
+        "Клиент видит только заявки организации, указанной здесь."
+    ),
+    "User {name} added.": "Пользователь {name} добавлен.",
+    "{name} can log in again.": "{name} снова может войти.",
+    "{name} can no longer log in.": "{name} больше не может войти.",
     # reports
     "Partner scorecards": "Показатели партнёров",
     "SLA compliance": "Соблюдение SLA",

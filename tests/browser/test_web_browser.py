@@ -174,18 +174,16 @@ def test_link_delegate_accept_resolve_watch_the_chain_and_return_for_rework(
     expect(a.get_by_text("forged")).to_have_count(0)
 
     # The client contact portal: their organisation only; another one's ticket is a 404 page.
-    for username, organisation in (("alice", "Bank North"), ("bob", "Bank South")):
-        acme.call(
-            "POST",
-            "/api/v1/users",
-            json={
-                "username": username,
-                "password": PASSWORD,
-                "role": "contact",
-                "organisation": organisation,
-                "full_name": username.title(),
-            },
-        )
+    # ACME's admin adds the client's contact on the users page.
+    a.goto(base(acme) + "/ui/users")
+    a.fill("#add-user input[name=username]", "alice")
+    a.fill("#add-user input[name=password]", PASSWORD)
+    a.fill("#add-user input[name=full_name]", "Alice")
+    a.select_option("#add-user select[name=role]", "contact")
+    a.fill("#add-user input[name=organisation]", "Bank North")
+    a.click("#add-user button[type=submit]")
+    expect(flash(a)).to_have_text("User alice added.")
+    a.screenshot(path=str(shots / "users.png"), full_page=True)
     own = acme.call(
         "POST", "/api/v1/tickets", json={"title": "North lobby door", "organisation": "Bank North"}
     )["number"]

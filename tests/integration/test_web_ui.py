@@ -671,3 +671,75 @@ async def bearer(client: httpx.AsyncClient, username: str) -> dict[str, str]:
         "/api/v1/auth/token", data={"username": username, "password": PASSWORD}
     )
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+# -- users --------------------------------------------------------------------------------------
+
+
+async def test_admins_add_people_and_deactivate_them_with_the_services_rules(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    csrf = await login(client, "root")
+    added = await client.post(
+        "/ui/users",
+        data={
+            "csrf": csrf,
+            "username": "carol",
+            "password": "carol-password",
+            "full_name": "Carol Client",
+            "role": "contact",
+            "organisation": "Bank North",
+        },
+    )
+    assert (added.status_code, added.headers["location"]) == (303, "/ui/users")
+    page = (await client.get("/ui/users")).text
+    assert flashes(page) == ["User carol added."]
+    assert 'data-username="carol"' in page
+
+    taken = await client.post(
+        "/ui/users",
+        data={"csrf": csrf, "username": "carol", "password": "another-one", "role": "contact"},
+    )
+    assert taken.status_code == 400
+    assert flashes(taken.text) == ["a user with that username already exists"]
+    short = await client.post(
+        "/ui/users",
+        data={"csrf": csrf, "username": "dave", "password": "short", "role": "engineer"},
+    )
+    assert short.status_code == 400 and "password" in flashes(short.text)[0]
+    assert 'value="dave"' in short.text, "the form keeps what was typed (not the password)"
+
+    with Session(ctx.engine) as session:
+        carol = user_service.get_by_username(session=session, username="carol")
+        root = user_service.get_by_username(session=session, username="root")
+        assert carol is not None and carol.organisation == "Bank North" and root is not None
+        carol_id, root_id = carol.id, root.id
+    off = await client.post(f"/ui/users/{carol_id}", data={"csrf": csrf, "active": "0"})
+    assert off.status_code == 303
+    assert flashes((await client.get("/ui/users")).text) == ["carol can no longer log in."]
+    last_admin = await client.post(f"/ui/users/{root_id}", data={"csrf": csrf, "active": "0"})
+    assert last_admin.status_code == 303
+    assert flashes((await client.get("/ui/users")).text) == [
+        "the last active admin cannot be demoted or deactivated"
+    ]
+    assert (
+        await client.post("/ui/users/99999", data={"csrf": csrf, "active": "0"})
+    ).status_code == 404
+
+    other = httpx.AsyncClient(transport=client._transport, base_url="http://acme.test")
+    async with other:
+        form = await other.get("/ui/login")
+        refused = await other.post(
+            "/ui/login",
+            data={
+                "username": "carol",
+                "password": "carol-password",
+                "csrf": hidden(form.text, "csrf"),
+            },
+        )
+        assert refused.status_code == 401
+        await login(other, "disp")
+        assert (await other.get("/ui/users")).status_code == 404
+        assert (
+            await other.post("/ui/users", data={"csrf": "x", "username": "eve"})
+        ).status_code == 403
