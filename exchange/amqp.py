@@ -64,6 +64,9 @@ IDLE_CHECK = 5.0
 # How long a consumer holds later deliveries back while it waits for a retried one.
 REDELIVERY_WAIT = 30.0
 MAX_RETRY_BACKOFF = 5.0
+# An ack, nack or reject whose connection died under it can wait forever for aiormq's writer;
+# past this the consumer counts as lost and the supervisor reconnects (the fault suite found it).
+SETTLE_TIMEOUT = 10.0
 
 CONTENT_TYPE = "application/json"
 REASON_HEADER = "x-tix-reason"
@@ -502,12 +505,14 @@ class AmqpTransport(Transport):
             outcome = Outcome.retry(type(exc).__name__)
 
         if outcome.disposition is Disposition.ACK:
-            await message.ack()
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                await message.ack()
             return None
         if outcome.disposition is Disposition.RETRY:
             # V5: every requeue counts toward the delivery limit; do not spin through it.
             await asyncio.sleep(retry_backoff(self._retry_backoff, count, self._max_retry_backoff))
-            await message.nack(requeue=True)
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                await message.nack(requeue=True)
             # Past the limit the broker dead-letters it instead of handing it back.
             if message.message_id and count < DELIVERY_LIMIT:
                 return message.message_id
@@ -529,9 +534,11 @@ class AmqpTransport(Transport):
         except TransportError:
             log.exception("dead-letter publish failed for %s; rejecting", message.message_id)
             # The inbox's DLX (tix.dead, routing key = account) takes it instead.
-            await message.reject(requeue=False)
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                await message.reject(requeue=False)
             return None
-        await message.ack()
+        async with asyncio.timeout(SETTLE_TIMEOUT):
+            await message.ack()
         return None
 
     # -- dead letters ---------------------------------------------------------------------------
