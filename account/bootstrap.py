@@ -72,4 +72,8 @@ def build_transport(settings: Settings, broker: object | None = None) -> Transpo
     from exchange.amqp import AmqpTransport
     from exchange.chaos import maybe_wrap  # test-only faults, off unless TIX_FAULT_INJECTION=1
 
+    if settings.broker_identity:
+        from exchange.broker_identity import IdentityAmqpTransport
+
+        return ObservedTransport(maybe_wrap(IdentityAmqpTransport(settings.amqp_url)))
     return ObservedTransport(maybe_wrap(AmqpTransport(settings.amqp_url)))

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     database_url: str = ""
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     transport: Literal["amqp", "inprocess"] = "amqp"
+    # The amqp_url's user is this account's own broker user (``tix exchange provision``): every
+    # publish carries it as the validated AMQP user_id, and an inbound message whose user_id is
+    # not its signed sender is rejected (docs/security.md).
+    broker_identity: bool = False
     key_file: Path | None = None
     secret: SecretStr | None = None
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)

@@ -156,6 +156,8 @@ class NodeRuntime:
                 max_skew=timedelta(seconds=self.ctx.settings.max_clock_skew_seconds),
                 settings=self.ctx.settings,
                 on_applied=self.on_applied,
+                broker_user=delivery.user_id,
+                require_broker_user=self.ctx.settings.broker_identity,
             )
         except Exception as exc:  # the database is away or locked: try again later
             log.exception("inbox failed on message %s", delivery.message_id)

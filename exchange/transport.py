@@ -74,6 +74,8 @@ class Delivery:
     redelivered: bool
     delivery_count: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The broker-validated AMQP user id (``exchange.broker_identity``); None when not set.
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,16 @@ def receive(
     max_bytes: int = MAX_MESSAGE_BYTES,
     settings: Settings | None = None,
     on_applied: AppliedHook | None = None,
+    broker_user: str | None = None,
+    require_broker_user: bool = False,
 ) -> Received:
     """Check and apply one raw envelope; never raises for a bad message.
+
+    With ``require_broker_user`` (a node with its own broker user, ``exchange.broker_identity``)
+    the broker-validated ``broker_user`` must be the signed ``from`` (or this node itself,
+    replaying its own dead letters), checked before anything else that needs the envelope:
+    ``key_sender_mismatch`` otherwise, so a node cannot pose as another even with a valid
+    signature it replays.
 
     ``on_applied`` runs inside the transaction of an applied message, after its effect and
     before the commit (an adapter's durable side effects, e.g. a mail queued for a hosted
@@ -84,6 +92,8 @@ def receive(
     opened: Opened | None = None
     try:
         opened = open_envelope(data, max_bytes=max_bytes)
+        if require_broker_user:
+            _check_broker_user(opened, broker_user)
         with Session(engine, expire_on_commit=False) as session:
             try:
                 outcome = _check_and_apply(session, opened, identities, max_skew, settings)
@@ -111,6 +121,16 @@ def receive(
             reason=rejected.reason,
             message_id=opened.envelope.id if opened else None,
             message_type=opened.envelope.type if opened else None,
+        )
+
+
+def _check_broker_user(opened: Opened, broker_user: str | None) -> None:
+    env = opened.envelope
+    if broker_user is None:
+        raise RejectedMessage("key_sender_mismatch", "no broker user id on the message")
+    if broker_user not in (env.from_, env.to):  # ``to``: our own replay of a dead letter
+        raise RejectedMessage(
+            "key_sender_mismatch", f"broker user {broker_user} is not the sender {env.from_}"
         )
 
 

@@ -62,7 +62,15 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
 class PrivateBroker:
     """One private RabbitMQ node; see the module docstring."""
 
-    def __init__(self, run_dir: Path, node_name: str, port: int, dist_port: int) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        node_name: str,
+        port: int,
+        dist_port: int,
+        *,
+        management_port: int | None = None,
+    ) -> None:
         if node_name == MACHINE_NODE or port == MACHINE_PORT:
             raise ValueError("the private broker must not reuse the machine broker's node or port")
         if "@" not in node_name:
@@ -71,12 +79,21 @@ class PrivateBroker:
         self.node_name = node_name
         self.port = port
         self.dist_port = dist_port
+        # With a port, the node runs the management plugin (HTTP API) on 127.0.0.1 there.
+        self.management_port = management_port
         self.start_seconds: float | None = None
 
     @property
     def url(self) -> str:
         """The AMQP URL of this node."""
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def management_url(self) -> str:
+        """The management HTTP API's base URL (only with a ``management_port``)."""
+        if self.management_port is None:
+            raise PrivateBrokerError("this node runs without the management plugin")
+        return f"http://127.0.0.1:{self.management_port}"
 
     @property
     def pid_file(self) -> Path:
@@ -126,12 +143,18 @@ class PrivateBroker:
     def _prepare_run_dir(self) -> None:
         """Write config and plugin files and hand the run dir to user rabbitmq."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "rabbitmq.conf").write_text(
+        config = (
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             "loopback_users = none\n"
             "log.console = false\n"
         )
-        (self.run_dir / "enabled_plugins").write_text("[].\n")
+        plugins = "[]."
+        if self.management_port is not None:
+            config += "management.tcp.ip = 127.0.0.1\n"
+            config += f"management.tcp.port = {self.management_port}\n"
+            plugins = "[rabbitmq_management]."
+        (self.run_dir / "rabbitmq.conf").write_text(config)
+        (self.run_dir / "enabled_plugins").write_text(plugins + "\n")
         for sub in ("mnesia", "log"):
             (self.run_dir / sub).mkdir(exist_ok=True)
         # The Debian wrapper runs the server as user rabbitmq.
