@@ -268,7 +268,9 @@ class InboundProcessor:
         if participant.undeliverable:  # they write to us, so mail reaches them again
             participant.undeliverable = False
             session.add(participant)
-        actor = f"{participant.name} {VIA}"[:200]
+        # Who wrote it, as their mail client names them; comments add the company's name.
+        person = " ".join(mail.sender_name.split())[:100]
+        actor = f"{person} {VIA}" if person else VIA
         comment = reply.comment.strip()
         if reply.command == "decline" and not reply.argument and comment:
             reply = Reply("decline", comment.splitlines()[0][:500], comment, reply.forwarded)

@@ -193,7 +193,9 @@ def test_participant_gets_the_offer_by_mail_and_accepts_and_resolves_by_smtp_rep
     changed = mail_of(sink, BOSS, "Ticket changed")
     assert "critical" in changed.text()
 
-    accept = reply_to(offer, sender=BOSS, text="ACCEPT\nWe will be on site at 10.")
+    accept = reply_to(
+        offer, sender=f"Ivan Petrov <{BOSS}>", text="ACCEPT\nWe will be on site at 10."
+    )
     send_mail(adapter.smtp_listen_port, accept, BOSS, [reply_address])
     eventually(
         lambda: delegation_of(acme, number)["state"] == "accepted",
@@ -202,7 +204,11 @@ def test_participant_gets_the_offer_by_mail_and_accepts_and_resolves_by_smtp_rep
 
     def comment_arrived() -> bool:
         comments = acme.call("GET", f"/api/v1/tickets/{number}/comments")["items"]
-        return any("on site at 10" in c["body"] and "via e-mail" in c["author"] for c in comments)
+        return any(
+            "on site at 10" in c["body"]
+            and c["author"] == "Ivan Petrov via e-mail (Eastwood Electric)"
+            for c in comments
+        )
 
     eventually(comment_arrived, what="the participant's comment at the upstream")
 
