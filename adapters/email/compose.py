@@ -89,6 +89,7 @@ def render_text(kind: str, language: str, values: dict[str, Any]) -> str:
         "about": "",
         "problem": "",
         "comment_kept": False,
+        "mismatch": False,
         "name": "",
         "number": "",
         "title": "",

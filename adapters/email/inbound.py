@@ -479,6 +479,7 @@ class InboundProcessor:
             values={
                 "about": mail.subject[:200],
                 "problem": problems.get(reason, reason),
+                "mismatch": True,
                 "participant": participant.name if participant else self.mail.mail_domain,
             },
             to=[address],
