@@ -803,3 +803,16 @@ async def patch_null_into_required_fields(world: World) -> Got:
 async def outbox_retry_on_a_single_connection_pool(world: World) -> Got:
     response = await world.client.post("/api/v1/admin/outbox/retry", headers=world.auth("root"))
     return Got(f"{response.status_code} {response.text[:40]}", response.status_code == 200)
+
+
+@case("attachments", "201 with a plain file name: no path survives", stores=True)
+async def attachment_path_in_filename(world: World) -> Got:
+    response = await world.client.post(
+        f"/api/v1/tickets/{world.tickets['Bank North']}/attachments",
+        files={"file": ("../../etc/passwd", PNG, "image/png")},
+        headers=world.auth("disp"),
+    )
+    if response.status_code != 201:
+        return refused(response, 400, 422)
+    name = response.json()["filename"]
+    return Got(f"201 filename={name!r}", "/" not in name and "\\" not in name)
