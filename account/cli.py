@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, col, select
 
+from account.broker_cli import exchange_app
 from account.config import Settings
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(link_app, name="link")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(db_app, name="db")
+app.add_typer(exchange_app, name="exchange")  # account/broker_cli.py
 
 console = Console()
 

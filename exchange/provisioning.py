@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from exchange.amqp import AmqpTransport, check_account_id
+from exchange.amqp import AmqpTransport
 from exchange.errors import ExchangeError
 from exchange.transport import DEAD_EXCHANGE_NAME, EXCHANGE_NAME, dead_queue, inbox_queue
 
@@ -45,6 +45,13 @@ __all__ = [
 ]
 
 HTTP_TIMEOUT = 15.0
+# The account id rule of ARCHITECTURE §3; it is also the broker user name.
+ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+def _check_account(account_id: str) -> None:
+    if not ACCOUNT_ID.fullmatch(account_id):
+        raise ValueError(f"not an account id: {account_id!r}")
 
 
 class ProvisioningError(ExchangeError):
@@ -62,7 +69,7 @@ class BrokerUser:
 
 def permissions_for(account_id: str) -> dict[str, str]:
     """The vhost permissions (regular expressions) of an account's broker user."""
-    check_account_id(account_id)
+    _check_account(account_id)
     own = "|".join(
         f"^{re.escape(name)}$" for name in (inbox_queue(account_id), dead_queue(account_id))
     )
@@ -75,7 +82,7 @@ def permissions_for(account_id: str) -> dict[str, str]:
 
 def topic_permissions_for(account_id: str) -> list[dict[str, str]]:
     """Routing keys the user may publish with, per topic exchange (nothing to bind: ``^$``)."""
-    check_account_id(account_id)
+    _check_account(account_id)
     return [
         {"exchange": EXCHANGE_NAME, "write": ".*", "read": "^$"},
         {"exchange": DEAD_EXCHANGE_NAME, "write": f"^{re.escape(account_id)}$", "read": "^$"},
@@ -139,7 +146,7 @@ class BrokerAdmin:
 
     async def provision(self, account_id: str, *, password: str | None = None) -> BrokerUser:
         """Create or update the account's broker user, its permissions and its topology."""
-        check_account_id(account_id)
+        _check_account(account_id)
         password = password or secrets.token_urlsafe(32)
         user = quote(account_id, safe="")
         vhost = self._vhost_path()
@@ -157,7 +164,7 @@ class BrokerAdmin:
 
     def deprovision(self, account_id: str) -> None:
         """Delete the account's broker user (its queues stay until deleted on purpose)."""
-        check_account_id(account_id)
+        _check_account(account_id)
         self._call("DELETE", f"/api/users/{quote(account_id, safe='')}")
 
     def permissions(self, account_id: str) -> dict[str, str]:

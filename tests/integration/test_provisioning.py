@@ -254,3 +254,36 @@ def test_a_provisioned_pair_exchanges_a_delegation_and_a_third_cannot_replay_it(
         assert back.user_id == bravo.account_id
         assert receive_at(acme.account_id, back) == ("applied", "")
         assert up.ticket(number).status in ("open", "in_progress")
+
+
+def test_tix_exchange_provision_prints_a_working_url_and_deprovision_removes_it(
+    broker: PrivateBroker,
+) -> None:
+    from typer.testing import CliRunner
+
+    from account.cli import app
+
+    account = f"cli-{uuid.uuid4().hex[:6]}"
+    options = ["--admin-url", broker.url, "--management-url", broker.management_url]
+    done = CliRunner().invoke(app, ["exchange", "provision", account, *options])
+    assert done.exit_code == 0, done.output
+    lines = dict(line.split("=", 1) for line in done.output.split())
+    assert lines["TIX_BROKER_IDENTITY"] == "true"
+    url = lines["TIX_AMQP_URL"]
+    assert url.startswith(f"amqp://{account}:")
+
+    async def connect_and_check() -> None:
+        transport = IdentityAmqpTransport(url)
+        await transport.connect()
+        try:
+            await transport.declare_inbox(account)
+        finally:
+            await transport.close()
+
+    asyncio.run(connect_and_check())
+    gone = CliRunner().invoke(app, ["exchange", "deprovision", account, *options])
+    assert gone.exit_code == 0, gone.output
+    with pytest.raises(aiormq.exceptions.ProbableAuthenticationError):
+        asyncio.run(aio_pika.connect(url))
+    bad = CliRunner().invoke(app, ["exchange", "provision", "Not An Id", *options])
+    assert bad.exit_code == 1
