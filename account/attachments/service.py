@@ -121,7 +121,7 @@ def _record(
     *,
     actor: str,
     source_account: str | None = None,
-    level: int = 0,
+    level: int | None = None,
 ) -> None:
     ticket_service.record(
         session=session,

@@ -221,7 +221,7 @@ def set_status(
     note: str = "",
     actor: str | None = None,
     source_account: str | None = None,
-    level: int = 0,
+    level: int | None = None,
     check: bool = True,
 ) -> bool:
     """Move the ticket to ``target``; ``Conflict`` if the state machine forbids it.
@@ -264,7 +264,7 @@ def add_comment(
     source_account: str | None = None,
     comment_id: str | None = None,
     created_at: datetime | None = None,
-    level: int = 0,
+    level: int | None = None,
 ) -> Comment | None:
     """Add a comment; idempotent by ``comment_id`` (returns None when it is already there)."""
     assert ticket.id is not None
