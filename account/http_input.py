@@ -16,7 +16,8 @@ the bytes strictly: no byte order mark, no duplicate keys, no ``NaN``/``Infinity
 over Python's digit limit, nesting at most ``MAX_DEPTH``, no lone surrogate and no NUL in any
 key or string; then it hands the same bytes on (a body that is not JSON at all is left to the
 app's own 422). For URL-encoded forms, the query string and the path, it refuses a NUL after
-percent-decoding. Every refusal is ``400 {"detail": "..."}``. Multipart uploads stream through
+percent-decoding. Every refusal is ``400 {"detail": "..."}`` (a TMF ``Error``, which also has
+``detail``, under ``/tmf-api/``). Multipart uploads stream through
 untouched: their file bytes are binary, and the upload parser escapes its field values.
 """
 
@@ -122,7 +123,7 @@ class StrictInput:
             return
         raw_path = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "replace")
         if _has_nul(raw_path) or _has_nul(scope.get("query_string", b""), plus=True):
-            await _send_400(send, "NUL character in the URL")
+            await _send_400(send, "NUL character in the URL", scope.get("path", ""))
             return
         content_type = b""
         for name, value in scope.get("headers", ()):
@@ -149,7 +150,7 @@ class StrictInput:
             elif body and _has_nul(body, plus=True):
                 raise BadInput("NUL character in form data")
         except BadInput as exc:
-            await _send_400(send, str(exc))
+            await _send_400(send, str(exc), scope.get("path", ""))
             return
         await self.app(scope, _replay([{"type": "http.request", "body": body}], receive), send)
 
@@ -168,8 +169,19 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
     return receive
 
 
-async def _send_400(send: Send, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode("utf-8")
+# The TMF621 facade answers every error as a TMF ``Error`` (account/tmf/views.py); so does this.
+_TMF_PREFIX = "/tmf-api/"
+
+
+def _error_body(path: str, detail: str) -> bytes:
+    if path.startswith(_TMF_PREFIX):
+        tmf = {"@type": "Error", "code": "400", "reason": "Bad Request", "message": detail}
+        return json.dumps(tmf | {"status": "400", "detail": detail}).encode("utf-8")
+    return json.dumps({"detail": detail}).encode("utf-8")
+
+
+async def _send_400(send: Send, detail: str, path: str = "") -> None:
+    body = _error_body(path, detail)
     await send(
         {
             "type": "http.response.start",

@@ -816,3 +816,18 @@ async def attachment_path_in_filename(world: World) -> Got:
         return refused(response, 400, 422)
     name = response.json()["filename"]
     return Got(f"201 filename={name!r}", "/" not in name and "\\" not in name)
+
+
+@case("unicode", "400 as a TMF Error on the TMF621 facade: NUL and duplicate keys")
+async def tmf_facade_refuses_in_its_own_error_shape(world: World) -> Got:
+    url = "/tmf-api/troubleTicket/v5/troubleTicket"
+    texts = [
+        '{"description": "a\\u0000b", "severity": "Major"}',
+        '{"description": "a", "description": "b"}',
+    ]
+    answers = [await world.client.post(url, **_raw_json(world, "disp", text)) for text in texts]
+    shaped = all(
+        a.status_code == 400 and (_json(a) or {}).get("@type") == "Error" and "detail" in a.json()
+        for a in answers
+    )
+    return Got(f"{[a.status_code for a in answers]} TMF Error: {shaped}", shaped)
