@@ -831,3 +831,35 @@ async def tmf_facade_refuses_in_its_own_error_shape(world: World) -> Got:
         for a in answers
     )
     return Got(f"{[a.status_code for a in answers]} TMF Error: {shaped}", shaped)
+
+
+@case("JWT", "401, one body: user, invitation, alg-none and unlinked node tokens at federation")
+async def wrong_tokens_at_the_federation_endpoint(world: World) -> Got:
+    from account.attachments.tokens import NODE_TOKEN_TYP, mint_node_token
+    from account.context import Identity
+
+    listed = await world.client.get(
+        f"/api/v1/tickets/{world.tickets['Bank North']}/attachments", headers=world.auth("disp")
+    )
+    digest = listed.json()["items"][0]["sha256"]
+    stranger = Identity(account_id="gamma", label="Gamma", key=generate_key())
+    claims = {"iss": "gamma", "aud": f"tix:{NODE}:federation", "sub": digest}
+    none_header = _b64(json.dumps({"alg": "none", "typ": NODE_TOKEN_TYP}).encode())
+    tokens = {
+        "user access token": world.auth("root")["Authorization"][7:],
+        "invitation": world.invitation,
+        "alg none": f"{none_header}.{_b64(json.dumps(claims).encode())}.",
+        "unlinked node key": mint_node_token(
+            identity=stranger, audience_account=NODE, subject=digest
+        ),
+    }
+    answers = {
+        name: await world.client.get(
+            f"/api/v1/federation/attachments/{digest}", headers={"Authorization": f"Bearer {t}"}
+        )
+        for name, t in tokens.items()
+    }
+    bodies = {json.dumps(_json(a)) for a in answers.values()}
+    codes = {name: a.status_code for name, a in answers.items()}
+    ok = set(codes.values()) == {401} and len(bodies) == 1
+    return Got(f"{sorted(set(codes.values()))}, distinct bodies: {len(bodies)}", ok)
