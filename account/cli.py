@@ -338,5 +338,41 @@ def demo(
     raise typer.Exit(asyncio.run(run_demo(levels=levels, serve=serve, transport=transport)))
 
 
+@app.command("bench")
+def bench(
+    tickets: Annotated[int, typer.Option(min=1, max=2000, help="tickets down the chain")] = 200,
+    raw_messages: Annotated[
+        int, typer.Option(min=1, max=100_000, help="messages of the raw aio-pika baseline")
+    ] = 2000,
+    rate: Annotated[
+        float, typer.Option(min=0, help="tickets offered per second (0: as fast as it goes)")
+    ] = 0.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="HTTP requests in flight")] = 8,
+    timeout: Annotated[float, typer.Option(min=1, max=3600, help="seconds per phase")] = 300.0,
+    amqp_url: Annotated[
+        str, typer.Option(envvar="TIX_AMQP_URL", help="the broker to measure")
+    ] = "amqp://guest:guest@127.0.0.1:5672/",
+    keep: Annotated[bool, typer.Option(help="keep the nodes' data directory")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+) -> None:
+    """Raw RabbitMQ rate vs Tix down a four-level chain of node processes (docs/performance.md)."""
+    from account.bench.run import run_bench, table
+
+    result = run_bench(
+        amqp_url=amqp_url,
+        tickets=tickets,
+        raw_messages=raw_messages,
+        rate=rate,
+        concurrency=concurrency,
+        timeout=timeout,
+        keep=keep,
+        console=Console(stderr=True),
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        console.print(table(result))
+
+
 def main() -> None:
     app()
