@@ -287,3 +287,35 @@ def test_tix_exchange_provision_prints_a_working_url_and_deprovision_removes_it(
         asyncio.run(aio_pika.connect(url))
     bad = CliRunner().invoke(app, ["exchange", "provision", "Not An Id", *options])
     assert bad.exit_code == 1
+
+
+def test_two_node_processes_with_broker_identity_link_and_delegate(
+    broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """``TIX_BROKER_IDENTITY=true`` end to end: ``tix node serve`` as its own broker user."""
+    from tests.support.nodes import NodeProcess, eventually, link, offered_ref
+
+    users = provision(broker, "acme", "bravo")
+    started: list[NodeProcess] = []
+    try:
+        for user in users.values():
+            node = NodeProcess(user.account_id, tmp_path, amqp_url=user.amqp_url)
+            node.init()
+            started.append(node)
+            node.start({"TIX_BROKER_IDENTITY": "true"})
+        acme, bravo = started
+        link(acme, bravo)
+        number = acme.call("POST", "/api/v1/tickets", json={"title": "Lift stuck"})["number"]
+        acme.call(
+            "POST", f"/api/v1/tickets/{number}/delegations", json={"partner": bravo.account_id}
+        )
+        offer = eventually(lambda: offered_ref(bravo, number), what="the offer at bravo")
+        bravo.call("POST", f"/api/v1/tickets/{offer['number']}/accept")
+        eventually(
+            lambda: acme.ticket(number)["delegations"][0]["state"] == "accepted",
+            what="the acceptance at acme",
+        )
+        assert acme.rejected() == [] and bravo.rejected() == []
+    finally:
+        for node in started:
+            node.close()
