@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session, select
 
 from account import keys
@@ -99,9 +99,10 @@ def receive(
                 outcome = _check_and_apply(session, opened, identities, max_skew, settings)
                 if outcome == "applied" and on_applied is not None:
                     on_applied(session, identities[opened.envelope.to], opened)
-            except (AccountError, ValidationError) as exc:
+            except (AccountError, ValidationError, DataError) as exc:
                 # Authentic and well-formed, but it cannot apply here (a state or a value our
-                # own rules refuse): deterministic, so reject it now instead of retrying.
+                # own rules refuse, or a value the database refuses, like text too long for
+                # its column): deterministic, so reject it now instead of retrying.
                 detail = exc.detail if isinstance(exc, AccountError) else str(exc)
                 raise RejectedMessage("not_applicable", detail[:300]) from exc
             if outcome in ("applied", "stale"):

@@ -62,7 +62,9 @@ def record(
     event = TicketEvent(
         ticket_id=ticket.id,
         kind=kind,
-        actor=actor,
+        # Partners' labels arrive as 500-character text; the column holds 200 (PostgreSQL
+        # refused the rest at flush and the message was retried to the limit: tests/hostile).
+        actor=actor[:_ACTOR_CHARS] if actor else actor,
         detail=detail,
         source_account=source_account,
         level=ticket.depth if level is None else level,
@@ -176,6 +178,7 @@ def get_by_id(*, session: Session, ticket_id: int, lock: bool = False) -> Ticket
 
 
 _REQUIRED_FIELDS = ("title", "description", "priority")
+_ACTOR_CHARS = 200  # TicketEvent.actor
 
 
 def update(
