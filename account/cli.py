@@ -242,11 +242,14 @@ def dlq_list(
 def dlq_replay(limit: Annotated[int, typer.Option()] = 100) -> None:
     """Move dead-lettered messages of this account back into its inbox on the broker."""
     from exchange.amqp import AmqpTransport
+    from exchange.broker_identity import IdentityAmqpTransport
 
     settings = _settings()
 
     async def run() -> int:
-        transport = AmqpTransport(settings.amqp_url)
+        # With broker identity, as this account's own user (its inbox takes its own user_id).
+        kind = IdentityAmqpTransport if settings.broker_identity else AmqpTransport
+        transport = kind(settings.amqp_url)
         await transport.connect()
         try:
             return await transport.replay_dead(settings.account_id, limit=limit)

@@ -319,3 +319,57 @@ def test_two_node_processes_with_broker_identity_link_and_delegate(
     finally:
         for node in started:
             node.close()
+
+
+def test_dlq_replay_with_broker_identity_works_as_the_accounts_own_user(
+    broker: PrivateBroker, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from account.cli import app
+
+    acme = provision(broker, "acme")["acme"]
+
+    async def park_one() -> None:
+        transport = IdentityAmqpTransport(acme.amqp_url)
+        await transport.connect()
+        try:
+            await transport.publish(to=acme.account_id, body=b"{}", message_id="parked-1")
+            parked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            async def park(_delivery: Delivery) -> Outcome:
+                if not parked.done():
+                    parked.set_result(None)
+                return Outcome.dead("parked")
+
+            task = asyncio.create_task(transport.consume(acme.account_id, park))
+            try:
+                await asyncio.wait_for(parked, 20)
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            assert [d.reason for d in await transport.dead_letters(acme.account_id)] == ["parked"]
+        finally:
+            await transport.close()
+
+    asyncio.run(park_one())
+    env = {
+        "TIX_ACCOUNT_ID": acme.account_id,
+        "TIX_AMQP_URL": acme.amqp_url,
+        "TIX_BROKER_IDENTITY": "true",
+        "TIX_DATA_DIR": str(tmp_path),
+    }
+    done = CliRunner().invoke(app, ["dlq", "replay"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "replayed 1 message" in done.output
+
+    async def back() -> Delivery:
+        transport = IdentityAmqpTransport(acme.amqp_url)
+        await transport.connect()
+        try:
+            return await take_one(transport, acme.account_id)
+        finally:
+            await transport.close()
+
+    replayed = asyncio.run(back())
+    assert (replayed.message_id, replayed.user_id) == ("parked-1", acme.account_id)
