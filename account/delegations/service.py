@@ -9,6 +9,7 @@ is well-formed and authentic but makes no sense here.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -929,17 +930,24 @@ STATEFUL_TYPES = frozenset(
 )
 
 
-def delivery(*, session: Session, delegation: Delegation) -> dict[str, Any]:
-    """Our messages about this delegation that have not left yet, and why (if we know)."""
-    rows = session.exec(
-        select(OutboxMessage)
-        .where(
-            OutboxMessage.account_id == delegation.account_id,
-            OutboxMessage.subject == delegation.delegation_id,
-            OutboxMessage.state != "sent",
-        )
-        .order_by(col(OutboxMessage.id))
-    ).all()
+def delivery(
+    *, session: Session, delegation: Delegation, unsent: Sequence[OutboxMessage] | None = None
+) -> dict[str, Any]:
+    """Our messages about this delegation that have not left yet, and why (if we know).
+
+    ``unsent``: those rows when the caller already loaded them (a page of tickets).
+    """
+    rows = unsent
+    if rows is None:
+        rows = session.exec(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.account_id == delegation.account_id,
+                OutboxMessage.subject == delegation.delegation_id,
+                OutboxMessage.state != "sent",
+            )
+            .order_by(col(OutboxMessage.id))
+        ).all()
     errors = [row.last_error for row in rows if row.last_error]
     return {
         "pending": sum(1 for row in rows if row.state == "pending"),
@@ -948,9 +956,17 @@ def delivery(*, session: Session, delegation: Delegation) -> dict[str, Any]:
     }
 
 
-def to_public(*, session: Session, delegation: Delegation) -> dict[str, Any]:
+def to_public(
+    *,
+    session: Session,
+    delegation: Delegation,
+    unsent: Sequence[OutboxMessage] | None = None,
+    siblings: Sequence[Delegation] | None = None,
+) -> dict[str, Any]:
+    """A delegation in the API's shape; ``unsent`` and ``siblings`` (every delegation of its
+    ticket) when the caller already loaded them, else they are queried."""
     return {
-        "delivery": delivery(session=session, delegation=delegation),
+        "delivery": delivery(session=session, delegation=delegation, unsent=unsent),
         "id": delegation.delegation_id,
         "role": delegation.role,
         "partner": delegation.peer_account,
@@ -969,15 +985,23 @@ def to_public(*, session: Session, delegation: Delegation) -> dict[str, Any]:
             else None,
             "resolve_by": instant(delegation.resolve_due_at) if delegation.resolve_due_at else None,
         },
-        "sla": {"state": delegation.sla_state, "squeeze": _squeezed(session, delegation)},
+        "sla": {
+            "state": delegation.sla_state,
+            "squeeze": _squeezed(session, delegation, siblings),
+        },
     }
 
 
-def _squeezed(session: Session, delegation: Delegation) -> bool:
+def _squeezed(
+    session: Session, delegation: Delegation, siblings: Sequence[Delegation] | None = None
+) -> bool:
     """Whether our outgoing delegation's resolution deadline falls after our own."""
     if delegation.role != "out" or delegation.resolve_due_at is None:
         return False
-    upstream = incoming(session=session, ticket=_ticket(session, delegation))
+    if siblings is not None:
+        upstream = next((d for d in siblings if d.role == "in"), None)
+    else:
+        upstream = incoming(session=session, ticket=_ticket(session, delegation))
     return bool(sla_service.squeezed(upstream, [delegation]))
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -246,14 +246,24 @@ def squeezed(incoming: Delegation | None, outgoing: Iterable[Delegation]) -> lis
     ]
 
 
-def ticket_sla(*, session: Session, ticket: Ticket, now: datetime | None = None) -> dict[str, Any]:
-    """The ``sla`` object of a ticket in the API: its own clocks, its delegations', squeeze."""
+def ticket_sla(
+    *,
+    session: Session,
+    ticket: Ticket,
+    now: datetime | None = None,
+    rows: Sequence[Delegation] | None = None,
+) -> dict[str, Any]:
+    """The ``sla`` object of a ticket in the API: its own clocks, its delegations', squeeze.
+
+    ``rows``: the ticket's delegations by ``offered_at`` when the caller already loaded them.
+    """
     now = now or utcnow()
-    rows = session.exec(
-        select(Delegation)
-        .where(Delegation.ticket_id == ticket.id)
-        .order_by(col(Delegation.offered_at))
-    ).all()
+    if rows is None:
+        rows = session.exec(
+            select(Delegation)
+            .where(Delegation.ticket_id == ticket.id)
+            .order_by(col(Delegation.offered_at))
+        ).all()
     incoming = next((r for r in rows if r.role == "in"), None)
     outgoing = [r for r in rows if r.role == "out"]
     own = clocks_of(incoming, ticket.priority, now) if incoming is not None else None

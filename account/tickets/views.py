@@ -15,8 +15,8 @@ from account.deps import ContextDep, CurrentUser, DispatcherUser, SessionDep, St
 from account.errors import Forbidden
 from account.sla import flows as sla_flows
 from account.sla import service as sla_service
+from account.tickets import page, states
 from account.tickets import service as ticket_service
-from account.tickets import states
 from account.tickets.models import (
     CommentCreate,
     RatingIn,
@@ -32,8 +32,14 @@ from exchange.clock import instant
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
 
 
-def ticket_public(session: Session, ticket: Ticket, user: User) -> dict[str, Any]:
-    """A ticket in the API's shape; contacts get no partner details."""
+def ticket_public(
+    session: Session, ticket: Ticket, user: User, facts: page.PageFacts | None = None
+) -> dict[str, Any]:
+    """A ticket in the API's shape; contacts get no partner details.
+
+    ``facts``: the page's delegations and unsent messages, loaded once for a list (else each
+    ticket queries its own)."""
+    rows = facts.of(ticket) if facts is not None else None
     upstream = None
     if ticket.upstream_account and user.role != "contact":
         upstream = {
@@ -62,16 +68,25 @@ def ticket_public(session: Session, ticket: Ticket, user: User) -> dict[str, Any
         "chain_id": ticket.chain_id,
         "depth": ticket.depth,
         "upstream": upstream,
-        "sla": sla_service.ticket_sla(session=session, ticket=ticket)
+        "sla": sla_service.ticket_sla(session=session, ticket=ticket, rows=rows)
         if user.role != "contact"
         else {},
         "actions": _actions(ticket),
     }
     if user.role != "contact":
-        out["delegations"] = [
-            delegation_service.to_public(session=session, delegation=d)
-            for d in delegation_service.outgoing(session=session, ticket=ticket)
-        ]
+        if facts is not None and rows is not None:
+            out["delegations"] = [
+                delegation_service.to_public(
+                    session=session, delegation=d, unsent=facts.unsent_of(d), siblings=rows
+                )
+                for d in rows
+                if d.role == "out"
+            ]
+        else:
+            out["delegations"] = [
+                delegation_service.to_public(session=session, delegation=d)
+                for d in delegation_service.outgoing(session=session, ticket=ticket)
+            ]
     return out
 
 
@@ -125,7 +140,8 @@ def list_tickets(
         limit=limit,
         offset=offset,
     )
-    return {"items": [ticket_public(session, t, user) for t in items], "total": total}
+    facts = page.load(session, ctx.account_id, items) if user.role != "contact" else None
+    return {"items": [ticket_public(session, t, user, facts) for t in items], "total": total}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
