@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import typer
 
 if TYPE_CHECKING:
-    from exchange.provisioning import BrokerAdmin
+    from exchange.provisioning import BrokerAdmin, BrokerUser
 
 __all__ = ["exchange_app"]
 
@@ -57,10 +57,12 @@ def provision(
     """Create (or reset) ACCOUNT's broker user, permissions and queues; print its AMQP URL."""
     from exchange.errors import ExchangeError
 
-    admin = _admin(admin_url, management_url)
+    async def run() -> BrokerUser:
+        async with _admin(admin_url, management_url) as admin:
+            return await admin.provision(account)
+
     try:
-        with admin:
-            user = asyncio.run(admin.provision(account))
+        user = asyncio.run(run())
     except (ExchangeError, ValueError) as exc:
         typer.echo(f"provisioning {account} failed: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -77,10 +79,12 @@ def deprovision(
     """Delete ACCOUNT's broker user (its queues stay)."""
     from exchange.errors import ExchangeError
 
-    admin = _admin(admin_url, management_url)
+    async def run() -> None:
+        async with _admin(admin_url, management_url) as admin:
+            await admin.deprovision(account)
+
     try:
-        with admin:
-            admin.deprovision(account)
+        asyncio.run(run())
     except (ExchangeError, ValueError) as exc:
         typer.echo(f"deprovisioning {account} failed: {exc}", err=True)
         raise typer.Exit(1) from exc

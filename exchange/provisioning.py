@@ -110,29 +110,29 @@ class BrokerAdmin:
         username: str,
         password: str,
         vhost: str = "/",
-        client: httpx.Client | None = None,
+        client: httpx.AsyncClient | None = None,
     ) -> None:
         self._amqp_url = amqp_url
         self._vhost = vhost
-        self._http = client or httpx.Client(
+        self._http = client or httpx.AsyncClient(
             base_url=management_url.rstrip("/"),
             auth=(username, password),
             timeout=HTTP_TIMEOUT,
             follow_redirects=False,
         )
 
-    def close(self) -> None:
-        self._http.close()
+    async def close(self) -> None:
+        await self._http.aclose()
 
-    def __enter__(self) -> BrokerAdmin:
+    async def __aenter__(self) -> BrokerAdmin:
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
 
-    def _call(self, method: str, path: str, json: object | None = None) -> httpx.Response:
+    async def _call(self, method: str, path: str, json: object | None = None) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=json)
+            response = await self._http.request(method, path, json=json)
         except httpx.HTTPError as exc:
             raise ProvisioningError(f"management API unreachable: {exc!r}") from exc
         if response.status_code >= 400:
@@ -150,10 +150,10 @@ class BrokerAdmin:
         password = password or secrets.token_urlsafe(32)
         user = quote(account_id, safe="")
         vhost = self._vhost_path()
-        self._call("PUT", f"/api/users/{user}", {"password": password, "tags": ""})
-        self._call("PUT", f"/api/permissions/{vhost}/{user}", permissions_for(account_id))
+        await self._call("PUT", f"/api/users/{user}", {"password": password, "tags": ""})
+        await self._call("PUT", f"/api/permissions/{vhost}/{user}", permissions_for(account_id))
         for topic in topic_permissions_for(account_id):
-            self._call("PUT", f"/api/topic-permissions/{vhost}/{user}", topic)
+            await self._call("PUT", f"/api/topic-permissions/{vhost}/{user}", topic)
         admin = AmqpTransport(self._amqp_url)
         await admin.connect()
         try:
@@ -162,13 +162,14 @@ class BrokerAdmin:
             await admin.close()
         return BrokerUser(account_id, password, account_url(self._amqp_url, account_id, password))
 
-    def deprovision(self, account_id: str) -> None:
+    async def deprovision(self, account_id: str) -> None:
         """Delete the account's broker user (its queues stay until deleted on purpose)."""
         _check_account(account_id)
-        self._call("DELETE", f"/api/users/{quote(account_id, safe='')}")
+        await self._call("DELETE", f"/api/users/{quote(account_id, safe='')}")
 
-    def permissions(self, account_id: str) -> dict[str, str]:
+    async def permissions(self, account_id: str) -> dict[str, str]:
         """The vhost permissions the broker holds for the account's user."""
         user = quote(account_id, safe="")
-        data = self._call("GET", f"/api/permissions/{self._vhost_path()}/{user}").json()
+        response = await self._call("GET", f"/api/permissions/{self._vhost_path()}/{user}")
+        data = response.json()
         return {key: str(data[key]) for key in ("configure", "write", "read")}

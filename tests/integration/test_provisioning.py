@@ -61,7 +61,7 @@ def provision(broker: PrivateBroker, *names: str) -> dict[str, BrokerUser]:
     suffix = uuid.uuid4().hex[:6]
 
     async def run() -> dict[str, BrokerUser]:
-        with admin_of(broker) as admin:
+        async with admin_of(broker) as admin:
             return {name: await admin.provision(f"{name}-{suffix}") for name in names}
 
     return asyncio.run(run())
@@ -87,8 +87,12 @@ async def refused_with(
 def test_each_account_gets_exactly_its_own_permissions(broker: PrivateBroker) -> None:
     users = provision(broker, "acme")
     account = users["acme"].account_id
-    with admin_of(broker) as admin:
-        assert admin.permissions(account) == permissions_for(account)
+
+    async def held() -> dict[str, str]:
+        async with admin_of(broker) as admin:
+            return await admin.permissions(account)
+
+    assert asyncio.run(held()) == permissions_for(account)
     assert permissions_for(account)["configure"] == "^$"
 
 
