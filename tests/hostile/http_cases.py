@@ -863,3 +863,22 @@ async def wrong_tokens_at_the_federation_endpoint(world: World) -> Got:
     codes = {name: a.status_code for name, a in answers.items()}
     ok = set(codes.values()) == {401} and len(bodies) == 1
     return Got(f"{sorted(set(codes.values()))}, distinct bodies: {len(bodies)}", ok)
+
+
+@case("text fields", "303 to a page of this node only: no open redirect through next=")
+async def open_redirect_through_next(world: World) -> Got:
+    targets = [
+        "https://evil.example/",
+        "//evil.example/ui",
+        "/\\evil.example",
+        "/ui/../../evil",
+        "/ui\r\nLocation: https://evil.example",
+        "javascript:alert(1)",
+    ]
+    wrong = []
+    for target in targets:
+        answer = await world.client.get("/ui/lang/en", params={"next": target})
+        location = answer.headers.get("location", "")
+        if answer.status_code != 303 or not location.startswith("/ui") or "evil" in location:
+            wrong.append(f"{target!r} -> {answer.status_code} {location!r}")
+    return Got(f"{len(targets)} targets, escaped: {wrong or 'none'}", not wrong)
