@@ -451,7 +451,9 @@ class AmqpTransport(Transport):
             else:
                 wait = IDLE_CHECK if awaiting is None else awaiting_until - time.monotonic()
                 try:
-                    item = await asyncio.wait_for(consumer.wake.get(), timeout=max(wait, 0.0))
+                    # Not asyncio.wait_for: on Python 3.11 it can drop a cancellation.
+                    async with asyncio.timeout(max(wait, 0.0)):
+                        item = await consumer.wake.get()
                 except TimeoutError:
                     if awaiting is not None:
                         log.warning(
