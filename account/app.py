@@ -18,6 +18,8 @@ from account.context import NodeContext
 from account.delegations import views as delegation_views
 from account.http_errors import install_error_handlers
 from account.http_input import StrictInput
+from account.hub import views as hub_views
+from account.http_limit import ConcurrencyLimit
 from account.links import views as link_views
 from account.node import NodeRuntime
 from account.observability import metrics as observability_metrics
@@ -51,6 +53,7 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.runtime = runtime
+    app.include_router(hub_views.router)  # before link_views: /api/v1/links/incoming
     for module in (user_views, ticket_views, delegation_views, link_views, admin_views):
         app.include_router(module.router)
     app.include_router(attachment_views.router)
@@ -64,6 +67,8 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
     node_metrics.registry.register(
         sla_metrics.SlaCollector(ctx.engine, runtime.sla if runtime is not None else None)
     )
+    # Innermost: requests wait here holding no thread or connection (account/http_limit.py).
+    app.add_middleware(ConcurrencyLimit)
     # Inside the body limit, so it only buffers capped bodies (tests/hostile found why).
     app.add_middleware(StrictInput)
     app.add_middleware(

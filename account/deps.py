@@ -56,6 +56,9 @@ def get_current_user(
     )
     if user is None:
         raise _UNAUTHORIZED
+    # End the read before the view runs (in another pool thread): the (single SQLite)
+    # connection is not held across that hop (account/http_limit.py).
+    session.commit()
     return user
 
 
