@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from account.broker_cli import exchange_app
 from account.config import Settings
+from account.hub.cli import exchange_serve, hub_app, link_accept_incoming, link_inbox
 
 app = typer.Typer(
     help="Tix: a federated ticket exchange for B2B service chains.", no_args_is_help=True
@@ -31,6 +32,10 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(db_app, name="db")
 app.add_typer(exchange_app, name="exchange")  # account/broker_cli.py
+app.add_typer(hub_app, name="hub")  # account/hub/cli.py, with the three commands below
+exchange_app.command("serve")(exchange_serve)
+link_app.command("inbox")(link_inbox)
+link_app.command("accept-incoming")(link_accept_incoming)
 
 console = Console()
 
@@ -375,6 +380,31 @@ def bench(
         typer.echo(json.dumps(result, indent=2, default=str))
     else:
         console.print(table(result))
+
+
+@app.command("chaos")
+def chaos(
+    tickets: Annotated[int, typer.Option(min=1, max=5000, help="tickets per scenario")] = 500,
+    scenario: Annotated[
+        list[str] | None, typer.Option(help="run only this scenario (repeatable)")
+    ] = None,
+    long: Annotated[bool, typer.Option(help="60 s outage, 5-minute skew window")] = False,
+    keep: Annotated[bool, typer.Option(help="keep the nodes' data and logs")] = False,
+) -> None:
+    """Fault suite: a four-level chain on a private broker, one fault per scenario (source tree)."""
+    import importlib
+    import sys
+
+    root = Path.cwd()
+    if not (root / "tests" / "faults" / "chaos.py").exists():
+        raise typer.BadParameter("run it from a Tix source checkout (tests/faults is not shipped)")
+    sys.path.insert(0, str(root))
+    runner = importlib.import_module("tests.faults.chaos")  # the suite lives with the tests
+    known = list(importlib.import_module("tests.faults.scenarios").SCENARIOS)
+    unknown = sorted(set(scenario or []) - set(known))
+    if unknown:
+        raise typer.BadParameter(f"unknown scenario {unknown}; known: {sorted(known)}")
+    raise typer.Exit(runner.run_all(scenario or known, tickets, long, keep))
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ A held envelope is reported to the relay as confirmed, so the relay moves on to 
 it lives only in this process's memory until it is released (a held envelope is lost if the
 process is killed: never combine ``hold`` with a kill). ``TIX_CHAOS_SEED`` makes the choices
 repeatable; ``TIX_CHAOS_LOG`` names a file that gets one line per injected fault
-(``dup <message id>`` / ``hold <message id>``), which the fault suite counts.
+(``dup <message id>`` / ``hold <message id>``) and per held envelope finally published
+(``release <message id>``), which the fault suite counts.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class ChaosTransport(Transport):
         self._held: list[_Held] = []
         self._lock = asyncio.Lock()
         self._releaser: asyncio.Task[None] | None = None
-        self.injected: dict[str, int] = {"dup": 0, "hold": 0}
+        self.injected: dict[str, int] = {"dup": 0, "hold": 0, "release": 0}
 
     @property
     def spec(self) -> ChaosSpec:
@@ -178,6 +179,7 @@ class ChaosTransport(Transport):
                 to=held.to, body=held.body, message_id=held.message_id, headers=held.headers
             )
             self._held.remove(held)
+            self._note("release", held.message_id)
 
     async def _release_loop(self) -> None:
         while True:

@@ -88,6 +88,7 @@ async def test_hold_lets_later_envelopes_overtake_and_releases_on_count() -> Non
         await wrapped.publish(to="b", body=b"x", message_id=f"m{i}")
     await wrapped.close()
     assert inner.sent == ["m0", "m1", "held", "m2"]
+    assert wrapped.injected == {"dup": 0, "hold": 1, "release": 1}
 
 
 async def test_hold_releases_after_a_while_without_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
