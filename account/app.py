@@ -18,6 +18,7 @@ from account.context import NodeContext
 from account.delegations import views as delegation_views
 from account.http_errors import install_error_handlers
 from account.http_input import StrictInput
+from account.hub import views as hub_views
 from account.http_limit import ConcurrencyLimit
 from account.links import views as link_views
 from account.node import NodeRuntime
@@ -52,6 +53,7 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.runtime = runtime
+    app.include_router(hub_views.router)  # before link_views: /api/v1/links/incoming
     for module in (user_views, ticket_views, delegation_views, link_views, admin_views):
         app.include_router(module.router)
     app.include_router(attachment_views.router)

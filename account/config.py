@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # This node's base URL as partners reach it (carried in invitations and link.accept); ""
     # means partners cannot fetch large attachments from us.
     public_url: str = ""
+    # The exchange hub's base URL (``tix exchange serve``): directory and invitations via the
+    # hub (account/hub); "" means this node works without a hub.
+    hub_url: str = ""
     # Logging: level name and format ("json": one object a line with ticket/delegation/message
     # ids and the trace id where known; see account/observability/logs.py).
     log_level: str = "INFO"
@@ -65,6 +68,14 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         if value and not HTTP_URL_RE.match(value):
             raise ValueError("public url must be an http(s) URL without credentials")
+        return value
+
+    @field_validator("hub_url")
+    @classmethod
+    def _hub_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not HTTP_URL_RE.match(value):
+            raise ValueError("hub url must be an http(s) URL without credentials")
         return value
 
     @property

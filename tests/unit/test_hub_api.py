@@ -1,0 +1,274 @@
+"""The hub's API without a broker (tap off): signed requests, key pinning, invitations, operator.
+
+Every refusal is a 4xx ``{"detail": …}`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
+
+from exchange.hub import audit
+from exchange.hub.app import create_app
+from exchange.hub.config import HubSettings
+from exchange.hub.models import AuditEvent
+from exchange.hub.requests import HUB_AUDIENCE, HUB_TYP, body_hash, sign_request
+from exchange.signing import generate_key, kid_of, public_key_b64
+
+OPERATOR = "op-secret"
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = HubSettings(
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        operator_token=SecretStr(OPERATOR),
+        audit_tap=False,
+    )
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as http:
+        yield http
+
+
+async def call(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    *,
+    key: Ed25519PrivateKey,
+    account: str,
+    body: Any = None,
+    token: str | None = None,
+) -> Any:
+    data = b"" if body is None else json.dumps(body).encode()
+    token = token or sign_request(key=key, account=account, method=method, path=path, body=data)
+    return await client.request(
+        method, path, content=data, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+async def register(
+    client: httpx.AsyncClient,
+    key: Ed25519PrivateKey,
+    account: str,
+    *,
+    signer: Ed25519PrivateKey | None,
+) -> Any:
+    body = {"display_name": account.title(), "public_key": public_key_b64(key)}
+    return await call(
+        client, "PUT", "/hub/v1/directory/self", key=signer or key, account=account, body=body
+    )
+
+
+def invitation_token(key: Ed25519PrivateKey, account: str, *, exp_in: int = 3600) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": account,
+        "aud": "tix:link-invitation",
+        "sub": str(uuid.uuid4()),
+        "jti": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + exp_in,
+        "name": account,
+        "pub": public_key_b64(key),
+        "kid": kid_of(key.public_key()),
+        "contract": {},
+    }
+    headers = {"kid": kid_of(key.public_key()), "typ": "tix-invite+jwt"}
+    return jwt.encode(claims, key, algorithm="EdDSA", headers=headers)
+
+
+async def test_first_registration_pins_the_key_and_only_the_pinned_key_changes_it(
+    client: httpx.AsyncClient,
+) -> None:
+    old, new, thief = generate_key(), generate_key(), generate_key()
+    assert (await register(client, old, "acme", signer=None)).status_code == 200
+    # Someone else's key cannot take the entry over, even signing with the key it offers.
+    taken = await register(client, thief, "acme", signer=None)
+    assert taken.status_code == 401 and "detail" in taken.json()
+    # A key change signed by the pinned key is accepted, and pins the new key.
+    moved = await register(client, new, "acme", signer=old)
+    assert moved.status_code == 200 and moved.json()["kid"] == kid_of(new.public_key())
+    assert (await register(client, old, "acme", signer=old)).status_code == 401
+
+
+async def test_a_request_token_binds_method_path_body_audience_and_is_single_use(
+    client: httpx.AsyncClient,
+) -> None:
+    key = generate_key()
+    assert (await register(client, key, "acme", signer=None)).status_code == 200
+    path = "/hub/v1/invitations/pending"
+    ok = sign_request(key=key, account="acme", method="GET", path=path)
+    assert (await call(client, "GET", path, key=key, account="acme", token=ok)).status_code == 200
+    assert (await call(client, "GET", path, key=key, account="acme", token=ok)).status_code == 401
+    other_path = sign_request(key=key, account="acme", method="GET", path="/hub/v1/directory")
+    assert (
+        await call(client, "GET", path, key=key, account="acme", token=other_path)
+    ).status_code == 401
+    other_body = sign_request(key=key, account="acme", method="GET", path=path, body=b"{}")
+    assert (
+        await call(client, "GET", path, key=key, account="acme", token=other_body)
+    ).status_code == 401
+    expired = sign_request(key=key, account="acme", method="GET", path=path, now=time.time() - 400)
+    assert (
+        await call(client, "GET", path, key=key, account="acme", token=expired)
+    ).status_code == 401
+    now = int(time.time())
+    base = {
+        "iss": "acme",
+        "aud": HUB_AUDIENCE,
+        "iat": now,
+        "exp": now + 60,
+        "jti": str(uuid.uuid4()),
+        "htm": "GET",
+        "htu": path,
+        "bh": body_hash(b""),
+    }
+    kid = kid_of(key.public_key())
+    bad = [
+        jwt.encode(
+            base | {"aud": "tix:other"},
+            key,
+            algorithm="EdDSA",
+            headers={"typ": HUB_TYP, "kid": kid},
+        ),
+        jwt.encode(base, key, algorithm="EdDSA", headers={"typ": "JWT", "kid": kid}),
+        jwt.encode(
+            base | {"exp": now + 3600}, key, algorithm="EdDSA", headers={"typ": HUB_TYP, "kid": kid}
+        ),
+        jwt.encode(base, "x" * 32, algorithm="HS256", headers={"typ": HUB_TYP, "kid": kid}),
+        jwt.encode(base, generate_key(), algorithm="EdDSA", headers={"typ": HUB_TYP, "kid": kid}),
+        jwt.encode(
+            {k: v for k, v in base.items() if k != "bh"},
+            key,
+            algorithm="EdDSA",
+            headers={"typ": HUB_TYP, "kid": kid},
+        ),
+    ]
+    for token in bad:
+        answer = await call(client, "GET", path, key=key, account="acme", token=token)
+        assert answer.status_code == 401, token
+    unknown = generate_key()
+    assert (await call(client, "GET", path, key=unknown, account="nobody")).status_code == 401
+
+
+async def test_invitations_reach_only_their_recipient_and_must_be_the_senders_own(
+    client: httpx.AsyncClient,
+) -> None:
+    acme, bravo, carol = generate_key(), generate_key(), generate_key()
+    for key, name in ((acme, "acme"), (bravo, "bravo"), (carol, "carol")):
+        assert (await register(client, key, name, signer=None)).status_code == 200
+    send = "/hub/v1/invitations"
+    # Carol cannot pass off an invitation of acme's, nor one signed by another key.
+    forged = await call(
+        client,
+        "POST",
+        send,
+        key=carol,
+        account="carol",
+        body={"to": "bravo", "token": invitation_token(acme, "acme")},
+    )
+    assert forged.status_code == 422
+    foreign_key = await call(
+        client,
+        "POST",
+        send,
+        key=acme,
+        account="acme",
+        body={"to": "bravo", "token": invitation_token(carol, "acme")},
+    )
+    assert foreign_key.status_code == 422
+    expired = await call(
+        client,
+        "POST",
+        send,
+        key=acme,
+        account="acme",
+        body={"to": "bravo", "token": invitation_token(acme, "acme", exp_in=-120)},
+    )
+    assert expired.status_code == 422
+    missing = await call(
+        client,
+        "POST",
+        send,
+        key=acme,
+        account="acme",
+        body={"to": "nobody", "token": invitation_token(acme, "acme")},
+    )
+    assert missing.status_code == 404
+    token = invitation_token(acme, "acme")
+    sent = await call(
+        client, "POST", send, key=acme, account="acme", body={"to": "bravo", "token": token}
+    )
+    assert sent.status_code == 201
+    pending = "/hub/v1/invitations/pending"
+    assert (await call(client, "GET", pending, key=carol, account="carol")).json()["items"] == []
+    items = (await call(client, "GET", pending, key=bravo, account="bravo")).json()["items"]
+    assert [(i["from"], i["token"]) for i in items] == [("acme", token)]
+    # Only the recipient can acknowledge; then it is gone.
+    path = f"/hub/v1/invitations/{items[0]['id']}"
+    assert (await call(client, "DELETE", path, key=carol, account="carol")).status_code == 404
+    assert (await call(client, "DELETE", path, key=bravo, account="bravo")).status_code == 204
+    assert (await call(client, "GET", pending, key=bravo, account="bravo")).json()["items"] == []
+
+
+async def test_the_directory_is_searchable_by_registered_accounts_and_the_operator(
+    client: httpx.AsyncClient,
+) -> None:
+    acme = generate_key()
+    assert (await register(client, acme, "acme", signer=None)).status_code == 200
+    found = await call(client, "GET", "/hub/v1/directory", key=acme, account="acme")
+    assert [e["account_id"] for e in found.json()["items"]] == ["acme"]
+    operator = await client.get(
+        "/hub/v1/directory", params={"q": "ACM"}, headers={"Authorization": f"Bearer {OPERATOR}"}
+    )
+    assert operator.status_code == 200 and operator.json()["total"] == 1
+    assert (await client.get("/hub/v1/directory")).status_code == 401
+    wrong = await client.get("/hub/v1/audit/accounts", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    bad = await call(
+        client,
+        "PUT",
+        "/hub/v1/directory/self",
+        key=acme,
+        account="acme",
+        body={"display_name": "x", "public_key": public_key_b64(acme), "transport": "fax"},
+    )
+    assert bad.status_code == 422 and "transport" in bad.json()["detail"]
+
+
+def test_the_audit_record_holds_metadata_and_never_the_body() -> None:
+    body = json.dumps(
+        {
+            "v": 1,
+            "id": "m-1",
+            "type": "ticket.comment",
+            "from": "acme",
+            "to": "bravo",
+            "link": "l-1",
+            "subject": "T-1",
+            "seq": 7,
+            "sent_at": "2026-01-01T00:00:00.000Z",
+            "body": {"text": "secret words"},
+        }
+    ).encode()
+    event = audit.metadata(body, kind="sent", routing_key="bravo", message_id="m-1")
+    assert (event.type, event.from_account, event.to_account, event.seq) == (
+        "ticket.comment",
+        "acme",
+        "bravo",
+        7,
+    )
+    assert event.size == len(body)
+    assert "secret" not in repr(event.model_dump())
+    assert "body" not in AuditEvent.model_fields
