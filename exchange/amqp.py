@@ -2,7 +2,8 @@
 
 The caller (the runtime supervisor) owns reconnection: when the broker goes away every operation
 raises ``TransportUnavailable`` and the supervisor calls ``connect()`` again. This module is the
-only place that declares broker topology.
+only place that declares broker topology, apart from the hub's audit tap queues, which it leaves
+to ``exchange.hub.topology`` (two queues bound with ``#``; nothing else declares any).
 
 Traps this code is shaped by (``shared/design/RELIABILITY.md``, measured on RabbitMQ 3.10.8):
 

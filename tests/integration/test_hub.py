@@ -10,6 +10,7 @@ dead letter is listed and replayed by the operator.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -135,6 +136,15 @@ def test_two_nodes_link_through_the_hub_and_the_hub_audits_and_replays(
         assert item["from"] == acme.account_id and item["from_label"] == "Acme Lifts"
         assert item["valid"] is True and item["link_id"] == sent["link_id"]
         assert "token" not in item
+        # The CLI shows the same inbox (tix link inbox --json).
+        listed = subprocess.run(
+            [TIX, "link", "inbox", "--json"],
+            env=bravo.env({"TIX_HUB_URL": hub.url}),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        assert [i["id"] for i in json.loads(listed.stdout)] == [item["id"]]
         link = bravo.call("POST", f"/api/v1/links/incoming/{item['id']}/accept")
         assert link["partner"] == acme.account_id and link["direction"] == "upstream"
         assert bravo.call("GET", "/api/v1/links/incoming")["items"] == []
