@@ -44,3 +44,50 @@ async def declare_tap(channel: AbstractChannel) -> None:
                 },
             )
             await queue.bind(exchange, routing_key="#")
+
+
+def shovel_queue(remote: str) -> str:
+    """The queue that holds envelopes waiting for the shovel to broker ``remote``."""
+    return f"tix.shovel.{remote}"
+
+
+async def declare_shovel_source(
+    channel: AbstractChannel, remote: str, routing_keys: list[str]
+) -> str:
+    """Declare the durable queue a shovel drains towards ``remote``, bound to ``tix.exchange``
+    with the account ids that live behind ``remote`` (docs/scaling.md); return its name.
+
+    It exists before the shovel does, so a node's mandatory publish to an account on the other
+    broker is routed (and kept) even while the shovel or the other broker is down.
+    """
+    name = shovel_queue(remote)
+    async with asyncio.timeout(DECLARE_TIMEOUT):
+        exchange = await channel.declare_exchange(EXCHANGE_NAME, ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(
+            name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        for key in routing_keys:
+            if not key or any(c in key for c in "*#. \t\r\n"):
+                raise ValueError(f"not an account id: {key!r}")
+            await queue.bind(exchange, routing_key=key)
+    return name
+
+
+def shovel_definition(*, src_uri: str, src_queue: str, dest_uri: str) -> dict[str, object]:
+    """A dynamic shovel (``rabbitmqctl set_parameter shovel NAME JSON``) that moves the queue's
+    envelopes to the other broker's ``tix.exchange`` under their own routing key, acking each
+    at the source only after the destination confirmed it.
+
+    Mind the URIs: ``amqp://u:p@host:5672/`` names the *empty* vhost for the shovel (the
+    Erlang client reads the path literally); write ``amqp://u:p@host:5672`` or ``…/%2F``."""
+    return {
+        "src-protocol": "amqp091",
+        "src-uri": src_uri,
+        "src-queue": src_queue,
+        "dest-protocol": "amqp091",
+        "dest-uri": dest_uri,
+        "dest-exchange": EXCHANGE_NAME,
+        "ack-mode": "on-confirm",
+        "src-delete-after": "never",
+        "reconnect-delay": 1,
+    }

@@ -70,6 +70,7 @@ class PrivateBroker:
         dist_port: int,
         *,
         management_port: int | None = None,
+        plugins: tuple[str, ...] = (),
     ) -> None:
         if node_name == MACHINE_NODE or port == MACHINE_PORT:
             raise ValueError("the private broker must not reuse the machine broker's node or port")
@@ -81,6 +82,8 @@ class PrivateBroker:
         self.dist_port = dist_port
         # With a port, the node runs the management plugin (HTTP API) on 127.0.0.1 there.
         self.management_port = management_port
+        # Further plugins to enable (e.g. ``rabbitmq_shovel``), written to enabled_plugins.
+        self.plugins = plugins
         self.start_seconds: float | None = None
 
     @property
@@ -148,13 +151,13 @@ class PrivateBroker:
             "loopback_users = none\n"
             "log.console = false\n"
         )
-        plugins = "[]."
+        enabled = list(self.plugins)
         if self.management_port is not None:
             config += "management.tcp.ip = 127.0.0.1\n"
             config += f"management.tcp.port = {self.management_port}\n"
-            plugins = "[rabbitmq_management]."
+            enabled.insert(0, "rabbitmq_management")
         (self.run_dir / "rabbitmq.conf").write_text(config)
-        (self.run_dir / "enabled_plugins").write_text(plugins + "\n")
+        (self.run_dir / "enabled_plugins").write_text(f"[{','.join(enabled)}].\n")
         for sub in ("mnesia", "log"):
             (self.run_dir / sub).mkdir(exist_ok=True)
         # The Debian wrapper runs the server as user rabbitmq.
