@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,16 +38,25 @@ def _fail(exc: Exception) -> typer.Exit:
 @hub_app.command("register")
 def hub_register(
     transport: Annotated[str, typer.Option(help="amqp | email | webhook")] = "amqp",
+    signed_with: Annotated[
+        Path | None,
+        typer.Option(help="after tix keys rotate: the retired key file the hub still pins"),
+    ] = None,
 ) -> None:
     """Register (or update) this account in the hub's directory (TIX_HUB_URL)."""
     from fastapi import HTTPException
 
     from account.bootstrap import build_context
     from account.hub import service
+    from exchange.errors import KeyFileError
+    from exchange.signing import load_key_file
 
     ctx = build_context(Settings())
     try:
-        entry = asyncio.run(service.register(ctx, transport=transport))
+        old_key = load_key_file(signed_with) if signed_with is not None else None
+        entry = asyncio.run(service.register(ctx, transport=transport, signed_with=old_key))
+    except KeyFileError as exc:
+        raise _fail(exc) from exc
     except (AccountError, HTTPException) as exc:
         raise _fail(exc) from exc
     console.print(f"registered [bold]{entry['account_id']}[/] (kid {entry['kid']})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import HTTPException
 from sqlmodel import Session
 
@@ -22,11 +23,11 @@ from account.links.models import InvitationCreate, Link
 from exchange.hub.client import HubClient, HubRefused, HubUnavailable
 
 
-def client(ctx: NodeContext) -> HubClient:
+def client(ctx: NodeContext, *, key: Ed25519PrivateKey | None = None) -> HubClient:
     url = ctx.settings.hub_url
     if not url:
         raise Conflict("this node has no hub configured (TIX_HUB_URL)")
-    return HubClient(url, account=ctx.account_id, key=ctx.identity.key)
+    return HubClient(url, account=ctx.account_id, key=key or ctx.identity.key)
 
 
 def _map(exc: HubRefused | HubUnavailable) -> Exception:
@@ -39,10 +40,16 @@ def _map(exc: HubRefused | HubUnavailable) -> Exception:
     return Invalid(f"hub refused ({exc.status}): {exc.detail}")
 
 
-async def register(ctx: NodeContext, *, transport: str = "amqp") -> dict[str, Any]:
-    """Register (or update) this account in the hub's directory."""
+async def register(
+    ctx: NodeContext, *, transport: str = "amqp", signed_with: Ed25519PrivateKey | None = None
+) -> dict[str, Any]:
+    """Register (or update) this account in the hub's directory.
+
+    After ``tix keys rotate`` the hub still has the old key pinned: sign with the retired key
+    (``signed_with``) to move the entry to the current one.
+    """
     try:
-        return await client(ctx).register(
+        return await client(ctx, key=signed_with).register(
             display_name=ctx.identity.label,
             public_key=ctx.identity.public_key,
             transport=transport,

@@ -216,6 +216,26 @@ def test_two_nodes_link_through_the_hub_and_the_hub_audits_and_replays(
         # Replayed into the inbox, refused again, back in the dead-letter queue: counted twice.
         eventually(lambda: _traffic(hub, bravo.account_id)["failed"] >= 2, what="second death")
 
+        # After tix keys rotate the hub still pins the old key: re-register signed with it.
+        env = acme.env({"TIX_HUB_URL": hub.url})
+        old_kid = acme.call("POST", "/api/v1/hub/register")["kid"]
+        subprocess.run(
+            [TIX, "keys", "rotate"], env=env, check=True, capture_output=True, timeout=60
+        )
+        plain = subprocess.run([TIX, "hub", "register"], env=env, capture_output=True, timeout=60)
+        assert plain.returncode == 1 and b"401" in plain.stdout
+        key_file = tmp_path / acme.account_id / f"{acme.account_id}.key"
+        retired = key_file.with_name(f"{key_file.name}.{old_kid}.retired")
+        subprocess.run(
+            [TIX, "hub", "register", "--signed-with", str(retired)],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        listed_kids = hub.get("/hub/v1/directory", q=acme.account_id)["items"]
+        assert [e["kid"] for e in listed_kids] != [old_kid] and len(listed_kids) == 1
+
         # Operator endpoints refuse anyone else.
         anonymous = httpx.get(f"{hub.url}/hub/v1/audit/accounts", timeout=10)
         assert anonymous.status_code == 401 and "detail" in anonymous.json()
