@@ -165,6 +165,15 @@ def create_app(settings: HubSettings, *, engine: Engine | None = None) -> FastAP
             entries = directory.search(s, query=q, limit=limit)
             return {"items": [directory.to_public(e) for e in entries], "total": len(entries)}
 
+    @app.delete("/hub/v1/directory/{account_id}", status_code=204)
+    def remove(request: Request, account_id: str) -> None:
+        """Operator: drop an entry (say, an id registered by someone else first) and its
+        pending invitations; the next registration of the id pins a key again."""
+        operator(request)
+        with session() as s:
+            directory.remove(s, account_id=account_id)
+            s.commit()
+
     # -- invitations -----------------------------------------------------------------------
 
     @app.post("/hub/v1/invitations", status_code=201)

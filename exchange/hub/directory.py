@@ -17,8 +17,8 @@ from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
 from exchange.clock import aware, instant, utcnow
-from exchange.hub.errors import Invalid, Unauthorized
-from exchange.hub.models import DirectoryEntry, RequestNonce
+from exchange.hub.errors import Invalid, NotFound, Unauthorized
+from exchange.hub.models import DirectoryEntry, HubInvitation, RequestNonce
 from exchange.hub.requests import (
     BadRequestToken,
     RequestClaims,
@@ -140,6 +140,23 @@ def register(session: Session, *, signer: SignedBy, registration: Registration) 
     session.add(entry)
     session.flush()
     return entry
+
+
+def remove(session: Session, *, account_id: str) -> None:
+    """Delete an entry and every pending invitation from or to it."""
+    entry = session.get(DirectoryEntry, account_id)
+    if entry is None:
+        raise NotFound("no such account in the directory")
+    session.exec(
+        delete(HubInvitation).where(
+            or_(
+                col(HubInvitation.from_account) == account_id,
+                col(HubInvitation.to_account) == account_id,
+            )
+        )
+    )
+    session.delete(entry)
+    session.flush()
 
 
 def search(session: Session, *, query: str = "", limit: int = 50) -> list[DirectoryEntry]:

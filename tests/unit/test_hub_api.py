@@ -102,6 +102,19 @@ async def test_first_registration_pins_the_key_and_only_the_pinned_key_changes_i
     assert (await register(client, old, "acme", signer=old)).status_code == 401
 
 
+async def test_the_operator_can_drop_a_squatted_entry_so_the_owner_can_register(
+    client: httpx.AsyncClient,
+) -> None:
+    squatter, owner = generate_key(), generate_key()
+    assert (await register(client, squatter, "bravo", signer=None)).status_code == 200
+    assert (await register(client, owner, "bravo", signer=None)).status_code == 401
+    headers = {"Authorization": f"Bearer {OPERATOR}"}
+    assert (await client.delete("/hub/v1/directory/bravo")).status_code == 401
+    assert (await client.delete("/hub/v1/directory/bravo", headers=headers)).status_code == 204
+    assert (await client.delete("/hub/v1/directory/bravo", headers=headers)).status_code == 404
+    assert (await register(client, owner, "bravo", signer=None)).status_code == 200
+
+
 async def test_a_request_token_binds_method_path_body_audience_and_is_single_use(
     client: httpx.AsyncClient,
 ) -> None:
