@@ -29,6 +29,7 @@ from account.bench.procs import Node
 
 PAGE = 200
 POLL = 0.1
+ATTEMPTS = 3
 
 Advance = Callable[[str, int], None]
 
@@ -57,8 +58,20 @@ class _Api:
         self.requests = 0
 
     async def call(self, method: str, path: str, **kw: Any) -> Any:
-        self.requests += 1
-        response = await self.client.request(method, path, **kw)
+        """One request; a dropped connection is retried (up to ``ATTEMPTS`` times), and on a
+        retry 409 counts as done (the first attempt may have gone through)."""
+        for attempt in range(ATTEMPTS):
+            self.requests += 1
+            try:
+                response = await self.client.request(method, path, **kw)
+            except httpx.TransportError:
+                if attempt == ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            if attempt and response.status_code == 409:
+                return None
+            break
         if response.status_code >= 400:
             raise RuntimeError(
                 f"{self.node.account_id} {method} {path} → {response.status_code} {response.text}"
