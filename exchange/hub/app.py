@@ -24,7 +24,7 @@ from sqlmodel import Session
 from exchange.errors import TransportError
 from exchange.hub import audit, deadletters, directory, invitations
 from exchange.hub.config import HubSettings
-from exchange.hub.errors import Forbidden, HubError, Invalid, Unauthorized
+from exchange.hub.errors import Forbidden, HubError, Invalid, TooLarge, Unauthorized
 from exchange.hub.models import DirectoryEntry, hub_registry
 from exchange.hub.tap import AuditTap
 
@@ -54,9 +54,22 @@ def _bearer(request: Request) -> str:
 
 
 async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise Invalid("body too large")
+    """The request body, read at most once and never past ``MAX_BODY`` (413 beyond it)."""
+    cached = getattr(request.state, "hub_body", None)
+    if isinstance(cached, bytes):
+        return cached
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise TooLarge(f"body over {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge(f"body over {MAX_BODY} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request.state.hub_body = body
     return body
 
 

@@ -27,5 +27,9 @@ class Conflict(HubError):
     status = 409
 
 
+class TooLarge(HubError):
+    status = 413
+
+
 class Invalid(HubError):
     status = 422

@@ -249,6 +249,15 @@ async def test_the_directory_is_searchable_by_registered_accounts_and_the_operat
     assert (await client.get("/hub/v1/directory")).status_code == 401
     wrong = await client.get("/hub/v1/audit/accounts", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
+    huge = await call(
+        client,
+        "PUT",
+        "/hub/v1/directory/self",
+        key=acme,
+        account="acme",
+        body={"display_name": "x" * 70_000, "public_key": public_key_b64(acme)},
+    )
+    assert huge.status_code == 413 and "detail" in huge.json()
     bad = await call(
         client,
         "PUT",
