@@ -1,4 +1,5 @@
-"""The hub's API without a broker (tap off): signed requests, key pinning, invitations, operator.
+"""The hub's API without a broker (tap off), on SQLite and PostgreSQL: signed requests, key
+pinning, invitations, operator endpoints.
 
 Every refusal is a 4xx ``{"detail": …}`` and changes nothing.
 """
@@ -19,25 +20,32 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from exchange.hub import audit
-from exchange.hub.app import create_app
+from exchange.hub.app import create_app, make_engine
 from exchange.hub.config import HubSettings
 from exchange.hub.models import AuditEvent
 from exchange.hub.requests import HUB_AUDIENCE, HUB_TYP, body_hash, sign_request
 from exchange.signing import generate_key, kid_of, public_key_b64
+from tests.support.db import BACKENDS, database_url
 
 OPERATOR = "op-secret"
 
 
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = HubSettings(
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-        operator_token=SecretStr(OPERATOR),
-        audit_tap=False,
-    )
-    transport = httpx.ASGITransport(app=create_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as http:
-        yield http
+@pytest.fixture(params=BACKENDS)
+async def client(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The hub's app on a fresh database of each backend (SQLite file, then PostgreSQL)."""
+    with database_url(request.param, tmp_path) as url:
+        settings = HubSettings(
+            database_url=url, operator_token=SecretStr(OPERATOR), audit_tap=False
+        )
+        engine = make_engine(settings)
+        try:
+            transport = httpx.ASGITransport(app=create_app(settings, engine=engine))
+            async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as http:
+                yield http
+        finally:
+            engine.dispose()
 
 
 async def call(
