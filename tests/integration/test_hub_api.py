@@ -302,3 +302,26 @@ def test_the_audit_record_holds_metadata_and_never_the_body() -> None:
     assert event.size == len(body)
     assert "secret" not in repr(event.model_dump())
     assert "body" not in AuditEvent.model_fields
+
+
+def test_audit_retention_drops_old_records_and_keeps_at_most_max_rows(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from sqlmodel import Session, select
+
+    from exchange.clock import utcnow
+
+    engine = make_engine(HubSettings(database_url=f"sqlite:///{tmp_path / 'hub.db'}"))
+    try:
+        with Session(engine) as session:
+            for n in range(5):
+                event = audit.metadata(b"{}", kind="sent", routing_key="bravo", message_id=f"m{n}")
+                event.received_at = utcnow() - timedelta(days=40 if n == 0 else 1)
+                audit.record(session, event)
+            session.commit()
+            assert audit.prune(session, retention_days=30, max_rows=3) == 2
+            session.commit()
+            kept = [e.message_id for e in session.exec(select(AuditEvent)).all()]
+        assert sorted(kept) == ["m2", "m3", "m4"]
+    finally:
+        engine.dispose()
