@@ -18,8 +18,8 @@ from account.context import NodeContext
 from account.delegations import views as delegation_views
 from account.http_errors import install_error_handlers
 from account.http_input import StrictInput
-from account.hub import views as hub_views
 from account.http_limit import ConcurrencyLimit
+from account.hub import views as hub_views
 from account.links import views as link_views
 from account.node import NodeRuntime
 from account.observability import metrics as observability_metrics
