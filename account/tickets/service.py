@@ -15,6 +15,7 @@ from sqlalchemy import false, func, or_
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from account.delegations.models import Delegation
 from account.errors import Conflict, Forbidden, Invalid, NotFound
 from account.tickets import states
 from account.tickets.models import (
@@ -131,6 +132,7 @@ def list_visible(
     status: Sequence[str] = (),
     q: str | None = None,
     ticket_ids: Sequence[int] | None = None,
+    partner: str | None = None,
     sla: str | None = None,
     limit: int = 50,
     offset: int = 0,
@@ -141,6 +143,12 @@ def list_visible(
         statement = statement.where(col(Ticket.status).in_(list(status)))
     if ticket_ids is not None:
         statement = statement.where(col(Ticket.id).in_(list(ticket_ids)))
+    if partner is not None:
+        # A subquery, not a list of ids: a partner may hold tens of thousands of them.
+        delegated = select(Delegation.ticket_id).where(
+            Delegation.account_id == account_id, Delegation.peer_account == partner
+        )
+        statement = statement.where(col(Ticket.id).in_(delegated))
     if sla is not None:
         statement = statement.where(Ticket.sla_state == sla)
     if q:

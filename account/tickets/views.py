@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from account.context import NodeContext
 from account.delegations import chain
 from account.delegations import service as delegation_service
-from account.delegations.models import Delegation
 from account.deps import ContextDep, CurrentUser, DispatcherUser, SessionDep, StaffUser, commit
 from account.errors import Forbidden
 from account.sla import flows as sla_flows
@@ -121,21 +120,13 @@ def list_tickets(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,  # fits the database's integer
 ) -> dict[str, Any]:
-    ticket_ids = None
-    if partner:
-        rows = session.exec(
-            select(Delegation.ticket_id).where(
-                Delegation.account_id == ctx.account_id, Delegation.peer_account == partner
-            )
-        ).all()
-        ticket_ids = list(rows)
     items, total = ticket_service.list_visible(
         session=session,
         account_id=ctx.account_id,
         user=user,
         status=status_ or (),
         q=q,
-        ticket_ids=ticket_ids,
+        partner=partner or None,
         sla=sla,
         limit=limit,
         offset=offset,

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from account.links.models import Contract
 from account.messaging.models import OutboxMessage
 from account.tickets import page
+from account.tickets import service as ticket_service
 from account.tickets.models import Ticket
 from account.tickets.views import ticket_public
 from tests.support.inproc import FrozenClock, Net, Peer, frozen_clock
@@ -109,3 +110,19 @@ def test_a_batched_page_shows_the_same_as_ticket_by_ticket_in_a_fixed_number_of_
         assert any(d["sla"]["squeeze"] for t in l1_rows for d in t["delegations"])
         assert {len(t["delegations"]) for t in l1_rows} == {1, 2}
         assert list(itertools.chain.from_iterable(t["sla"]["delegations"] for t in l1_rows))
+
+        # The partner filter: the tickets l1 delegated to l2b (every second one), newest first.
+        l1 = net.peers["l1"]
+        with l1.session() as session:
+            to_l2b, total = ticket_service.list_visible(
+                session=session,
+                account_id=l1.identity.account_id,
+                user=ADMIN,
+                partner=net.peers["l2b"].identity.account_id,
+            )
+            nobody, none = ticket_service.list_visible(
+                session=session, account_id=l1.identity.account_id, user=ADMIN, partner="nobody"
+            )
+        expected = [t["number"] for t in l1_rows if len(t["delegations"]) == 2][::-1]
+        assert ([t.number for t in to_l2b], total) == (expected, 2)
+        assert (nobody, none) == ([], 0)
