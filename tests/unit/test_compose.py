@@ -99,8 +99,8 @@ def resolve_command(args: list[str]) -> tuple[Any, list[str]]:
 
 @cache
 def settings_env_names() -> frozenset[str]:
-    """``TIX_*`` names of every settings class the project defines (node, adapters, …)."""
-    for top in ("account", "adapters"):
+    """``TIX_*`` names of every settings class the project defines (node, hub, adapters, …)."""
+    for top in ("exchange", "account", "adapters"):
         package = importlib.import_module(top)
         for module in pkgutil.walk_packages(package.__path__, top + "."):
             importlib.import_module(module.name)
@@ -110,7 +110,8 @@ def settings_env_names() -> frozenset[str]:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
         prefix = str(cls.model_config.get("env_prefix") or "")
-        if not cls.__module__.startswith(("account.", "adapters.")) or prefix != "TIX_":
+        ours = cls.__module__.startswith(("exchange.", "account.", "adapters."))
+        if not ours or not prefix.startswith("TIX_"):
             continue
         for field_name, field in cls.model_fields.items():
             alias = field.validation_alias if isinstance(field.validation_alias, str) else None
@@ -140,7 +141,9 @@ def test_compose_file_satisfies_the_compose_specification() -> None:
 
 def test_the_stack_has_every_part_with_health_checks_and_named_volumes() -> None:
     svc = services()
-    assert {"rabbitmq", "postgres", "mailpit", "acme", "northwind", "fixit", "mail"} <= set(svc)
+    assert {"rabbitmq", "postgres", "mailpit", "hub", "acme", "northwind", "fixit", "mail"} <= set(
+        svc
+    )
     for name, service in svc.items():
         if service.get("restart") == "no":
             continue  # one-shot init jobs
@@ -231,6 +234,6 @@ def test_every_url_points_at_a_service_and_every_database_is_created() -> None:
             host = re.sub(r"^[a-z+]+://(?:[^@/]*@)?", "", str(value)).split("/")[0].split(":")[0]
             if host:
                 assert host in svc, f"{name}: {key} points at {host}, which is not a service"
-            if key == "TIX_DATABASE_URL":
+            if key.endswith("DATABASE_URL"):
                 used.add(str(value).rsplit("/", 1)[1])
     assert used and used <= created, f"databases used {used}, created {created}"
