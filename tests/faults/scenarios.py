@@ -372,10 +372,11 @@ def _skew_beyond(ctx: Context) -> int:
     before = len(l1.rejected()) + len(l3.rejected())
     _set_offset(ctx.chain, offset)
     skewed_at = time.monotonic()
+    # Progress stalls while l2 is refused (nothing reaches the leaf), so wait for refusals.
     eventually(
-        lambda: len(l1.rejected()) + len(l3.rejected()) > before and ctx.load.progress > 0.1,
+        lambda: len(l1.rejected()) + len(l3.rejected()) >= before + min(ctx.load.total, 10),
         timeout=120,
-        what="l2's first message refused",
+        what="l2's messages refused",
     )
     time.sleep(2)
     _set_offset(ctx.chain, 0)
