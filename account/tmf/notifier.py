@@ -58,6 +58,16 @@ def derive(engine: Engine, *, identity: Identity, settings: TmfSettings, base_ur
         top = session.exec(select(func.max(TicketEvent.id))).one()
         if not cursor.gaps and int(top or 0) <= cursor.last_id:
             return 0  # idle: one cheap query
+        listening = session.exec(
+            select(TmfHub.id).where(TmfHub.account_id == identity.account_id).limit(1)
+        ).first()
+        if listening is None:
+            # Nobody listens: skip ahead without reading the events (a hub hears only what
+            # happens after it subscribed, so nothing is lost). Was 8 % of a busy node's CPU.
+            cursor.last_id = max(cursor.last_id, int(top or 0))
+            cursor.gaps = {}
+            session.add(cursor)
+            return 0
         gap_ids = [int(k) for k in cursor.gaps]
         events = list(
             session.exec(
