@@ -371,7 +371,6 @@ def _skew_beyond(ctx: Context) -> int:
     l1, l3 = ctx.chain.by_name("l1"), ctx.chain.by_name("l3")
     before = len(l1.rejected()) + len(l3.rejected())
     _set_offset(ctx.chain, offset)
-    skewed_at = time.monotonic()
     # Progress stalls while l2 is refused (nothing reaches the leaf), so wait for refusals.
     eventually(
         lambda: len(l1.rejected()) + len(l3.rejected()) >= before + min(ctx.load.total, 10),
@@ -380,13 +379,20 @@ def _skew_beyond(ctx: Context) -> int:
     )
     time.sleep(2)
     _set_offset(ctx.chain, 0)
+    corrected = time.monotonic()
+    # The refused envelopes wait in l1's and l3's dead-letter queues (reason future_sent_at).
+    # The last ones were signed just before the correction, so they come inside the window
+    # (offset - window) seconds after it; then the operator replays them. A replay that comes
+    # too early for some is refused again and dead-lettered again: replay until none is left.
+    time.sleep(max(0.0, offset - window + 2 - (time.monotonic() - corrected)))
+    replayed = 0
+    for _ in range(5):
+        moved = _replay(ctx.broker.url, [l1.account_id, l3.account_id])
+        replayed += moved
+        if moved == 0:
+            break
+        time.sleep(3)
     refused = len(l1.rejected()) + len(l3.rejected()) - before
-    # The refused envelopes wait in l1's and l3's dead-letter queues (reason future_sent_at);
-    # once real time is inside the window of their signed sent_at, the operator replays them.
-    wait = offset - window - (time.monotonic() - skewed_at) + 1.5
-    if wait > 0:
-        time.sleep(wait)
-    replayed = _replay(ctx.broker.url, [l1.account_id, l3.account_id])
     ctx.notes.append(
         f"l2 {offset} s ahead (window {window} s): {refused} refused (future_sent_at),"
         f" {replayed} replayed from the dead-letter queues"
