@@ -214,8 +214,10 @@ class InProcessTransport(Transport):
                 raise TransportError(f"inbox of {account_id!r} was deleted")
             if not inbox.ready:
                 inbox.changed.clear()
+                # Not asyncio.wait_for: on Python 3.11 it can drop a cancel that meets the wake-up.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(inbox.changed.wait(), timeout=IDLE_CHECK)
+                    async with asyncio.timeout(IDLE_CHECK):
+                        await inbox.changed.wait()
                 continue
             message = inbox.ready.popleft()
             settled = False

@@ -171,7 +171,10 @@ class MailSender:
                 await asyncio.sleep(min(self.max_backoff, 0.5 * 2 ** min(failures, 8)))
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                # Not asyncio.wait_for: on Python 3.11 it can drop a cancel that meets the
+                # wake-up (see tests/unit/test_relay_cancel.py).
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
