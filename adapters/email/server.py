@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from account.app import create_app
 from account.bootstrap import build_context, build_transport
 from account.config import Settings
 from account.node import NodeRuntime
+from account.observability import logs
 from adapters.email import (
     models,  # noqa: F401  (registers the adapter's tables)
     views,
@@ -34,8 +34,9 @@ def build(settings: Settings, mail: MailSettings) -> tuple[EmailAdapter, object]
 async def serve(host: str, port: int) -> None:
     import uvicorn
 
-    logging.basicConfig(level=os.environ.get("TIX_LOG_LEVEL", "INFO"))
-    adapter, app = build(Settings(), MailSettings())
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    adapter, app = build(settings, MailSettings())
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))  # type: ignore[arg-type]
     await adapter.start()
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from fastapi import FastAPI
 
@@ -12,6 +11,7 @@ from account.app import create_app
 from account.bootstrap import build_context, build_transport
 from account.config import Settings
 from account.node import NodeRuntime
+from account.observability import logs
 from adapters.webhook import (
     models,  # noqa: F401  (registers the adapter's tables)
     views,
@@ -36,8 +36,9 @@ def build(settings: Settings, webhook: WebhookSettings) -> tuple[WebhookAdapter,
 async def serve(host: str, port: int) -> None:
     import uvicorn
 
-    logging.basicConfig(level=os.environ.get("TIX_LOG_LEVEL", "INFO"))
-    adapter, app = build(Settings(), WebhookSettings())
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    adapter, app = build(settings, WebhookSettings())
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     await adapter.start()
     try:
