@@ -299,12 +299,9 @@ async def _play(
     stamps: dict[str, float] = {}
 
     with console.status("linking the companies…"):
-        for up, down in zip(nodes, chain[1:], strict=False):
-            invite = await up.call(
-                "POST",
-                "/api/v1/links/invitations",
-                json={"contract": {"disclose_subcontractors": "named"}},
-            )
+        for level, (up, down) in enumerate(zip(nodes, chain[1:], strict=False), start=1):
+            contract = {"disclose_subcontractors": "named", "sla": _demo_sla(level)}
+            invite = await up.call("POST", "/api/v1/links/invitations", json={"contract": contract})
             await down.join(invite["token"])
 
             async def linked(up: DemoNode = up, down: Participant = down) -> bool:
@@ -404,6 +401,13 @@ async def _play(
     return 0
 
 
+def _demo_sla(level: int) -> dict[str, Any]:
+    """Each level's contract gives less time than the one above it (no squeeze), 24x7 clocks."""
+    response, resolution = 60 // level, 480 // level
+    targets = {"response_minutes": response, "resolution_minutes": resolution}
+    return {"targets": {p: targets for p in ("critical", "high", "normal", "low")}}
+
+
 def _print_chain(chain: dict[str, Any], nodes: list[DemoNode]) -> None:
     head = chain["ticket"]
     tree = Tree(f"[bold]{head['number']}[/] at {nodes[0].label} — {head['status']} (level 0)")
@@ -411,10 +415,12 @@ def _print_chain(chain: dict[str, Any], nodes: list[DemoNode]) -> None:
     def add(branch: Tree, items: list[dict[str, Any]]) -> None:
         for d in items:
             who = d["partner_label"] or d["partner"] or "undisclosed"
+            due = (d.get("due") or {}).get("resolve_by") or "-"
             sub = branch.add(
                 f"level {d['level']}: [bold]{who}[/] — delegation {d['state']}, "
                 f"ticket {d['status']} (accepted {d['accepted_at'] or '-'}, "
-                f"resolved {d['resolved_at'] or '-'})"
+                f"resolved {d['resolved_at'] or '-'}; SLA {d['sla']['state']}, "
+                f"resolve by {due})"
             )
             add(sub, d["delegations"])
 

@@ -33,5 +33,6 @@ def test_the_demo_runs_a_four_level_chain_to_the_end(
     ):
         assert f"level {level}: {company} — delegation confirmed, ticket closed" in out
     assert "whole chain, created → confirmed" in out
+    assert out.count("SLA met, resolve by 2") == 3  # every level's clocks ran and were met
     assert "Eastwood Electric took part by e-mail" in out  # the leaf answered by SMTP
     assert out.count("offer ") == 3
