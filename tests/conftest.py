@@ -80,3 +80,13 @@ def private_broker() -> Iterator[PrivateBroker]:
     finally:
         broker.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave ``slow`` tests out of a plain run (deselected, not skipped); ``-m slow`` runs them."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
