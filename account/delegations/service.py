@@ -76,13 +76,15 @@ def _send(
     body: Any,
     require_active: bool = True,
     sent_at: datetime | None = None,
+    refresh: bool = True,
 ) -> None:
     link = _link(session, delegation)
     if require_active and link.state != "active":
         raise Conflict(f"the link to {link.peer_account} is {link.state}")
     delegation.updated_at = utcnow()
     session.add(delegation)
-    sla_service.refresh_ticket(session=session, ticket=_ticket(session, delegation))
+    if refresh and message_type in CLOCK_TYPES:
+        sla_service.refresh_ticket(session=session, ticket=_ticket(session, delegation))
     outbox.enqueue_next(
         session=session,
         identity=identity,
@@ -467,6 +469,7 @@ def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str =
         identity=identity,
         delegation=delegation,
         message_type="ticket.status",
+        refresh=False,  # refreshed just above, before the subtree was built
         body=m.TicketStatus.model_validate(
             {
                 "ref": ticket.number,
@@ -635,7 +638,8 @@ def apply(
         handler(session, identity, delegation, body)
     delegation.updated_at = utcnow()
     session.add(delegation)
-    sla_service.refresh_ticket(session=session, ticket=_ticket(session, delegation))
+    if message_type in CLOCK_TYPES - _ROLLS_UP:
+        sla_service.refresh_ticket(session=session, ticket=_ticket(session, delegation))
     session.flush()
 
 
@@ -911,6 +915,31 @@ _APPLIERS: dict[tuple[str, str], Any] = {
     ("in", "resolution.rework"): _down_rework,
     ("in", "rating"): _down_rating,
 }
+
+# Messages that change what an SLA clock reads (times, states, priority): sending or applying
+# one refreshes the ticket's clocks. Comments, attachments, ratings and SLA events do not.
+CLOCK_TYPES = frozenset(
+    {
+        "delegation.offer",
+        "delegation.accept",
+        "delegation.decline",
+        "delegation.recall",
+        "ticket.update",
+        "ticket.status",
+        "resolution.confirm",
+        "resolution.rework",
+    }
+)
+# Appliers that end in ``roll_up``, which refreshes the ticket's clocks itself.
+_ROLLS_UP = frozenset(
+    {
+        "delegation.accept",
+        "delegation.decline",
+        "ticket.status",
+        "resolution.confirm",
+        "resolution.rework",
+    }
+)
 
 # Appliers that also take the node's settings (blob store, size limits).
 _NEEDS_SETTINGS = frozenset({"ticket.attachment"})
