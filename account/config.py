@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from exchange.egress import EgressPolicy, parse_allow
+
 ACCOUNT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 # An absolute http(s) URL with a host and no user info, query or fragment (partner API bases).
 HTTP_URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/\-]*)?$")
@@ -50,6 +52,14 @@ class Settings(BaseSettings):
     # The exchange hub's base URL (``tix exchange serve``): directory and invitations via the
     # hub (account/hub); "" means this node works without a hub.
     hub_url: str = ""
+    # Networks and host names beyond the public Internet that this node may connect to when
+    # someone else chose the URL (a partner's API for attachments, a TMF client's callback):
+    # e.g. "10.20.0.0/16, partner.internal". Loopback and private ranges are refused unless
+    # listed here (exchange/egress.py, RELIABILITY B18).
+    egress_allow: str = ""
+    # How often the node asks the hub for invitations waiting for it (the count shown next to
+    # "Partners" in the web UI; account/hub/poller.py); 0 turns the polling off.
+    hub_poll_seconds: float = Field(default=60.0, ge=0, le=24 * 3600)
     # Logging: level name and format ("json": one object a line with ticket/delegation/message
     # ids and the trace id where known; see account/observability/logs.py).
     log_level: str = "INFO"
@@ -77,6 +87,16 @@ class Settings(BaseSettings):
         if value and not HTTP_URL_RE.match(value):
             raise ValueError("hub url must be an http(s) URL without credentials")
         return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_allow(cls, value: str) -> str:
+        parse_allow(value)
+        return value
+
+    @property
+    def egress_policy(self) -> EgressPolicy:
+        return parse_allow(self.egress_allow)
 
     @property
     def db_url(self) -> str:

@@ -12,8 +12,9 @@ content whose source link has an API URL, it fetches the content from that partn
 fresh token, over plain httpx with connect and read timeouts, an overall deadline, no
 redirects, no proxies from the environment and a size cap while streaming, and keeps it only
 if its SHA-256 matches. Failures back off exponentially and are given up after
-``MAX_FETCH_TRIES`` (``fetch_error`` says why). Partner URLs are only checked to be http(s):
-production deployments should restrict egress to known partners (B18).
+``MAX_FETCH_TRIES`` (``fetch_error`` says why). The connection goes only where the node's
+egress policy allows (``TIX_EGRESS_ALLOW``, ``exchange.egress``): a partner cannot make the node
+fetch from its own loopback, the metadata service or the operator's private network (B18).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from account.delegations.models import Delegation
 from account.deps import ContextDep, SessionDep
 from account.links.models import Link
 from exchange.clock import utcnow
+from exchange.egress import EgressPolicy, GuardedTransport
 from exchange.signing import public_key_from_b64
 
 __all__ = ["FetchError", "fetch_blob", "fetch_loop", "fetch_pending", "router"]
@@ -169,11 +171,14 @@ def fetch_blob(
     connect_timeout: float = 5.0,
     read_timeout: float = 15.0,
     deadline_seconds: float = 120.0,
+    policy: EgressPolicy | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> None:
     """Fetch ``sha256`` from ``owner``'s API at ``base_url`` into ``store``, or ``FetchError``.
 
     Nothing is kept unless the content arrives whole, within ``max_bytes``, with that digest.
+    The connection is made only where ``policy`` allows (public addresses by default), unless a
+    ``transport`` is given (tests).
     """
     base = base_url.strip().rstrip("/")
     if not HTTP_URL_RE.match(base):
@@ -182,6 +187,8 @@ def fetch_blob(
         raise FetchError("not a digest")
     token = mint_node_token(identity=identity, audience_account=owner, subject=sha256)
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+    if transport is None:
+        transport = GuardedTransport(policy or EgressPolicy())
     started = time.monotonic()
     try:
         with (
@@ -262,6 +269,7 @@ def fetch_pending(
                     identity=identity,
                     store=store,
                     max_bytes=settings.attachment_max_bytes,
+                    policy=settings.egress_policy,
                     transport=transport,
                 )
             except FetchError as exc:

@@ -12,6 +12,7 @@ redirect, a non-http URL). Both nodes' rows live in one database of each backend
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
 import time
 import uuid
@@ -42,6 +43,7 @@ from account.http_errors import install_error_handlers
 from account.links.models import Link
 from account.tickets.models import Ticket
 from exchange.clock import aware, utcnow
+from exchange.egress import parse_allow
 from exchange.signing import generate_key
 from tests.support.db import clear_tables
 from tests.support.private_broker import free_port
@@ -70,6 +72,7 @@ class World:
             "identity": self.requester,
             "store": attachment_service.blob_store(self.requester_settings),
             "max_bytes": 1024 * 1024,
+            "policy": self.requester_settings.egress_policy,
         }
         federation.fetch_blob(**(kwargs | overrides))
 
@@ -98,7 +101,10 @@ def world(engine: Engine, tmp_path: Path) -> Iterator[World]:
         identity=acme,
         secret=b"s" * 48,
     )
-    requester_settings = Settings(account_id="northwind", data_dir=tmp_path / "northwind")
+    # The owner listens on loopback, which a node reaches only when its operator allows it.
+    requester_settings = Settings(
+        account_id="northwind", data_dir=tmp_path / "northwind", egress_allow="127.0.0.0/8"
+    )
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with session_scope(engine) as session:
@@ -478,3 +484,44 @@ def test_fetch_pending_backs_off_after_a_failure(world: World) -> None:
     assert (
         federation.fetch_pending(world.owner.engine, world.requester, world.requester_settings) == 0
     )
+
+
+def test_a_partner_url_on_loopback_is_refused_unless_the_operator_allows_it(world: World) -> None:
+    """B18: a partner's API URL pointing at our loopback makes no connection by default."""
+    row_id = waiting_row(world, DIGEST, len(CONTENT))
+    strict = world.requester_settings.model_copy(update={"egress_allow": ""})
+
+    fetched = federation.fetch_pending(world.owner.engine, world.requester, strict)
+
+    assert fetched == 0
+    with Session(world.owner.engine) as session:
+        row = session.get(Attachment, row_id)
+        assert row is not None and not row.stored and row.fetch_tries == 1
+        assert row.fetch_error is not None
+        assert row.fetch_error.startswith("EgressRefused: egress refused: 127.0.0.1 resolves")
+    assert not attachment_service.blob_store(strict).has(DIGEST)
+
+
+def test_a_host_name_allowed_by_name_is_fetched_from_the_address_it_was_checked_at(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An allow-listed name may resolve to a private address (a partner on the LAN); the
+    connection goes to the address that was checked, with the name kept in ``Host``."""
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def resolve(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "partner.internal":
+            asked.append(host)
+            return real("127.0.0.1", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    base = world.base_url.replace("127.0.0.1", "partner.internal")
+
+    with pytest.raises(federation.FetchError, match="not a public address"):
+        world.fetch(base_url=base, policy=parse_allow(""))
+    world.fetch(base_url=base, policy=parse_allow("partner.internal"))
+
+    assert asked == ["partner.internal", "partner.internal"]
+    assert attachment_service.blob_store(world.requester_settings).read(DIGEST) == CONTENT

@@ -82,6 +82,9 @@ class NodeProcess:
             TIX_DATABASE_URL=self.database_url,
             TIX_AMQP_URL=self.amqp_url,
             TIX_PUBLIC_URL=f"http://127.0.0.1:{self.port}",
+            # Partners fetch large attachments from each other on loopback (B18: allowed only
+            # when listed).
+            TIX_EGRESS_ALLOW="127.0.0.0/8",
             TIX_RELAY_POLL_SECONDS="0.1",
             TIX_RELAY_MAX_BACKOFF_SECONDS="2",
             TIX_LOG_LEVEL="INFO",
