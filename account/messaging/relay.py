@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -33,16 +36,33 @@ log = logging.getLogger("tix.relay")
 
 BATCH = 200
 GIVE_UP_AFTER = timedelta(hours=24)
+# Recipients whose rows are published at the same time (each still one row at a time).
+MAX_RECIPIENTS_IN_FLIGHT = 16
 
 
-def _due(engine: Engine, limit: int) -> list[OutboxMessage]:
+@dataclass(frozen=True)
+class _Row:
+    """What the relay needs of one pending outbox row (read without the ORM's bookkeeping)."""
+
+    id: int
+    message_id: str
+    to_account: str
+    type: str
+    account_id: str
+    body: bytes
+    traceparent: str | None
+
+
+def _due(engine: Engine, limit: int) -> list[_Row]:
     """Pending rows in order, leaving out every recipient whose oldest row is backing off.
 
     Only a recipient's oldest pending row is ever tried, so a row in backoff is always the
-    oldest of its recipient: excluding the recipient keeps its later rows behind it.
+    oldest of its recipient: excluding the recipient keeps its later rows behind it. Both
+    parts read through the ``state`` index (pending and failed rows only), so the cost follows
+    the rows waiting, not the outbox's history of sent rows.
     """
     now = utcnow()
-    with Session(engine, expire_on_commit=False) as session:
+    with engine.connect() as conn:
         waiting = (
             select(OutboxMessage.to_account)
             .where(
@@ -59,55 +79,89 @@ def _due(engine: Engine, limit: int) -> list[OutboxMessage]:
             .distinct()
         )
         statement = (
-            select(OutboxMessage)
+            sa_select(
+                col(OutboxMessage.id),
+                col(OutboxMessage.message_id),
+                col(OutboxMessage.to_account),
+                col(OutboxMessage.type),
+                col(OutboxMessage.account_id),
+                col(OutboxMessage.body),
+                col(OutboxMessage.traceparent),
+            )
             .where(
-                OutboxMessage.state == "pending",
+                col(OutboxMessage.state) == "pending",
                 col(OutboxMessage.to_account).not_in(waiting),
             )
             .order_by(col(OutboxMessage.id))
             .limit(limit)
         )
-        return list(session.exec(statement).all())
+        return [
+            _Row(int(row_id or 0), message_id, to, kind, sender, bytes(body), traceparent)
+            for row_id, message_id, to, kind, sender, body, traceparent in conn.execute(statement)
+        ]
 
 
-def _headers(row: OutboxMessage) -> dict[str, str]:
+def _headers(row: _Row) -> dict[str, str]:
     headers = {"x-tix-type": row.type, "x-tix-from": row.account_id}
     if row.traceparent:
         headers[tracing.HEADER] = row.traceparent
     return headers
 
 
-def _mark_sent(engine: Engine, row_id: int) -> None:
+def _settle(
+    engine: Engine, sent: list[int], retries: list[tuple[int, str]], max_backoff: float
+) -> None:
+    """Mark every confirmed row sent, and every refused one for retry, in ONE transaction.
+
+    A crash before this commit leaves the confirmed rows ``pending``: they are published again
+    and the receiver's inbox drops the duplicates (at-least-once, as before).
+    """
+    if not sent and not retries:
+        return
+    now = utcnow()
     with Session(engine) as session:
-        row = session.get(OutboxMessage, row_id)
-        if row is not None:
-            row.state = "sent"
-            row.sent_at = utcnow()
+        for chunk in _chunks(sent, 500):
+            session.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id).in_(chunk), col(OutboxMessage.state) == "pending")
+                .values(
+                    state="sent",
+                    sent_at=now,
+                    tries=col(OutboxMessage.tries) + 1,
+                    last_error=None,
+                )
+            )
+        for row_id, error in retries:
+            row = session.get(OutboxMessage, row_id)
+            if row is None:
+                continue
             row.tries += 1
-            row.last_error = None
+            row.last_error = error[:500]
+            if now - aware(row.created_at) > GIVE_UP_AFTER:
+                row.state = "failed"
+            else:
+                delay = min(max_backoff, 0.5 * 2 ** min(row.tries, 16))
+                row.next_try_at = now + timedelta(seconds=delay)
             session.add(row)
-            session.commit()
-
-
-def _mark_retry(engine: Engine, row_id: int, error: str, max_backoff: float) -> None:
-    with Session(engine) as session:
-        row = session.get(OutboxMessage, row_id)
-        if row is None:
-            return
-        row.tries += 1
-        row.last_error = error[:500]
-        now = utcnow()
-        if now - aware(row.created_at) > GIVE_UP_AFTER:
-            row.state = "failed"
-        else:
-            delay = min(max_backoff, 0.5 * 2 ** min(row.tries, 16))
-            row.next_try_at = now + timedelta(seconds=delay)
-        session.add(row)
         session.commit()
 
 
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 class OutboxRelay:
-    """Drains the outbox through a transport; woken after each commit, polls as a fallback."""
+    """Drains the outbox through a transport; woken after each commit, polls as a fallback.
+
+    One drain reads up to ``BATCH`` due rows (one query), publishes them, then settles them
+    (one transaction for every row of the batch). Recipients are published to concurrently,
+    each by its own task; one recipient's rows go strictly one at a time, each waiting for its
+    confirm before the next is published. A nack or a returned message therefore can never
+    leave a later row of the same recipient in its inbox ahead of it (RabbitMQ does not say
+    which messages a nack covers), so per-recipient order holds exactly as with one publish at
+    a time; a failure stops that recipient's rows for this drain and leaves the others going.
+    """
 
     def __init__(
         self,
@@ -116,11 +170,15 @@ class OutboxRelay:
         *,
         poll_seconds: float = 0.5,
         max_backoff: float = 30.0,
+        max_recipients_in_flight: int = MAX_RECIPIENTS_IN_FLIGHT,
     ) -> None:
+        if max_recipients_in_flight < 1:
+            raise ValueError("max_recipients_in_flight must be at least 1")
         self._engine = engine
         self._transport = transport
         self._poll = poll_seconds
         self._max_backoff = max_backoff
+        self._in_flight = max_recipients_in_flight
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.published = 0
@@ -148,47 +206,63 @@ class OutboxRelay:
     async def drain_once(self) -> int:
         """Publish what is due; return how many rows were looked at."""
         rows = await asyncio.to_thread(_due, self._engine, BATCH)
-        blocked: set[str] = set()
+        if not rows:
+            return 0
+        by_recipient: dict[str, list[_Row]] = {}
         for row in rows:
-            assert row.id is not None
-            if row.to_account in blocked:
-                continue
-            crash_point("after_commit_before_publish")
-            try:
-                await self._transport.publish(
-                    to=row.to_account,
-                    body=row.body,
-                    message_id=row.message_id,
-                    headers=_headers(row),
-                )
-            except TransportUnavailable:
-                raise
-            except Unroutable:
-                log.warning(
-                    "no inbox for %s; message %s waits",
-                    row.to_account,
-                    row.message_id,
-                    extra={"message_id": row.message_id, "message_type": row.type},
-                )
-                blocked.add(row.to_account)
-                await asyncio.to_thread(
-                    _mark_retry, self._engine, row.id, "unroutable", self._max_backoff
-                )
-                continue
-            except TransportError as exc:
-                blocked.add(row.to_account)
-                await asyncio.to_thread(
-                    _mark_retry,
-                    self._engine,
-                    row.id,
-                    f"{type(exc).__name__}: {exc}",
-                    self._max_backoff,
-                )
-                continue
+            by_recipient.setdefault(row.to_account, []).append(row)
+        sent: list[int] = []
+        retries: list[tuple[int, str]] = []
+        slots = asyncio.Semaphore(self._in_flight)
+
+        async def one_recipient(queue: list[_Row]) -> None:
+            async with slots:
+                for row in queue:
+                    error = await self._publish(row)
+                    if error is not None:
+                        # Later rows to this recipient wait behind it (next drain, or after
+                        # its backoff): a partner never sees a status before its offer.
+                        retries.append((row.id, error))
+                        return
+                    sent.append(row.id)
+
+        results = await asyncio.gather(
+            *(one_recipient(queue) for queue in by_recipient.values()), return_exceptions=True
+        )
+        if sent:
             crash_point("after_confirm_before_mark_sent")
-            await asyncio.to_thread(_mark_sent, self._engine, row.id)
-            self.published += 1
+        # Settle what is known even when the broker went away under another recipient's task:
+        # a confirmed row left pending would only be published (and dropped) again.
+        await asyncio.to_thread(_settle, self._engine, sent, retries, self._max_backoff)
+        self.published += len(sent)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return len(rows)
+
+    async def _publish(self, row: _Row) -> str | None:
+        """Publish one row and wait for its confirm; the retry reason if it could not go."""
+        crash_point("after_commit_before_publish")
+        try:
+            await self._transport.publish(
+                to=row.to_account,
+                body=row.body,
+                message_id=row.message_id,
+                headers=_headers(row),
+            )
+        except TransportUnavailable:
+            raise
+        except Unroutable:
+            log.warning(
+                "no inbox for %s; message %s waits",
+                row.to_account,
+                row.message_id,
+                extra={"message_id": row.message_id, "message_type": row.type},
+            )
+            return "unroutable"
+        except TransportError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
 
 def pending_count(engine: Engine) -> int:

@@ -17,14 +17,14 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -36,13 +36,14 @@ from account.errors import Conflict
 from account.links import service as link_service
 from account.links.models import Contract, ContractPatch, InvitationCreate, Link, LinkPatch
 from account.messaging import inbox, outbox
+from account.messaging import relay as relay_module
 from account.messaging.models import InboxMessage, OutboxMessage, RejectedInbound
 from account.messaging.relay import OutboxRelay, retry_failed
 from account.tickets import service as ticket_service
 from account.tickets.models import Comment, CommentCreate, Ticket, TicketCreate, TicketEvent
 from exchange.clock import aware, instant, utcnow
 from exchange.envelopes import open_envelope, seal
-from exchange.errors import TransportUnavailable
+from exchange.errors import TransportError, TransportUnavailable
 from exchange.inprocess import InProcessBroker, InProcessTransport
 from exchange.signing import generate_key
 from exchange.transport import Delivery, Outcome
@@ -367,6 +368,167 @@ async def test_relay_leaves_every_row_pending_and_uncounted_while_the_broker_is_
     assert [outbox_row(up, row_id).state for row_id, _ in rows] == ["sent"] * 3
     assert await consumed(transport, "x", 2) == [rows[0][1], rows[2][1]]
     assert await consumed(transport, "y", 1) == [rows[1][1]]
+    await transport.close()
+
+
+class _Watched(InProcessTransport):
+    """An in-process transport that records how many publishes are in flight, per recipient.
+
+    Each publish yields to the event loop a few times before it is "confirmed", so publishes
+    the relay runs at the same time overlap. ``refuse`` lists message ids the broker nacks once.
+    """
+
+    def __init__(self, broker: InProcessBroker, refuse: set[str] | None = None) -> None:
+        super().__init__(broker)
+        self.refuse = set(refuse or ())
+        self.in_flight: dict[str, int] = {}
+        self.max_per_recipient = 0
+        self.max_total = 0
+
+    async def publish(
+        self,
+        *,
+        to: str,
+        body: bytes,
+        message_id: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.in_flight[to] = self.in_flight.get(to, 0) + 1
+        self.max_per_recipient = max(self.max_per_recipient, self.in_flight[to])
+        self.max_total = max(self.max_total, sum(self.in_flight.values()))
+        try:
+            for _ in range(5):
+                await asyncio.sleep(0)
+            if message_id in self.refuse:
+                self.refuse.discard(message_id)
+                raise TransportError("broker refused the message (nack)")
+            await super().publish(to=to, body=body, message_id=message_id, headers=headers)
+        finally:
+            self.in_flight[to] -= 1
+
+
+@contextlib.contextmanager
+def commits_on(engine: Engine) -> Iterator[list[int]]:
+    """A list that grows by one on every commit of ``engine`` inside the block."""
+    seen: list[int] = []
+
+    def on_commit(_conn: object) -> None:
+        seen.append(1)
+
+    event.listen(engine, "commit", on_commit)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "commit", on_commit)
+
+
+async def test_relay_publishes_recipients_side_by_side_each_one_row_at_a_time_and_settles_once(
+    up: Node,
+) -> None:
+    broker = InProcessBroker()
+    transport = _Watched(broker)
+    await transport.connect()
+    recipients = ("x", "y", "z")
+    for account in recipients:
+        await transport.declare_inbox(account)
+    relay = OutboxRelay(up.engine, transport, poll_seconds=0.05, max_backoff=1.0)
+    rows = [enqueue_comment(up, to, f"{to}{n}") for n in range(3) for to in recipients]
+
+    with commits_on(up.engine) as commits:
+        assert await relay.drain_once() == 9
+    assert transport.max_per_recipient == 1, "two rows to one recipient were in flight at once"
+    assert transport.max_total == 3, "recipients were not published to side by side"
+    assert len(commits) == 1, f"{len(commits)} commits: the batch was not settled at once"
+    assert [outbox_row(up, row_id).state for row_id, _ in rows] == ["sent"] * 9
+    assert all(outbox_row(up, row_id).tries == 1 for row_id, _ in rows)
+    assert relay.published == 9
+    for n, account in enumerate(recipients):
+        assert await consumed(transport, account, 3) == [rows[n + 3 * i][1] for i in range(3)]
+    await transport.close()
+
+
+async def test_a_nacked_row_holds_only_its_recipients_later_rows_and_keeps_their_order(
+    up: Node,
+) -> None:
+    broker = InProcessBroker()
+    r1, r2, r3, r4 = (
+        enqueue_comment(up, to, text)
+        for to, text in (("x", "r1"), ("y", "r2"), ("x", "r3"), ("y", "r4"))
+    )
+    transport = _Watched(broker, refuse={r1[1]})
+    await transport.connect()
+    for account in ("x", "y"):
+        await transport.declare_inbox(account)
+    relay = OutboxRelay(up.engine, transport, poll_seconds=0.05, max_backoff=1.0)
+
+    assert await relay.drain_once() == 4
+    assert await consumed(transport, "y", 2) == [r2[1], r4[1]], "y is not held up by x"
+    assert broker.ready_count("x") == 0, "r3 must not overtake the refused r1"
+    first = outbox_row(up, r1[0])
+    assert (first.state, first.tries) == ("pending", 1)
+    assert (first.last_error or "").startswith("TransportError")
+    assert aware(first.next_try_at) > utcnow(), "r1 backs off"
+    assert (outbox_row(up, r3[0]).state, outbox_row(up, r3[0]).tries) == ("pending", 0)
+
+    set_next_try(up, r1[0], utcnow() - timedelta(seconds=1))
+    assert await relay.drain_once() == 2
+    assert await consumed(transport, "x", 2) == [r1[1], r3[1]]
+    assert [outbox_row(up, r[0]).state for r in (r1, r2, r3, r4)] == ["sent"] * 4
+    await transport.close()
+
+
+class _Killed(Exception):
+    """Stands in for the SIGKILL a crash point sends when fault injection is on."""
+
+
+async def test_a_crash_between_confirm_and_mark_republishes_and_the_receiver_applies_once(
+    up: Node, down: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link(up, down)
+    offers = [delegate(up, new_ticket(up, f"Lift {n}"), down) for n in range(3)]
+    broker = InProcessBroker()
+    transport = InProcessTransport(broker)
+    await transport.connect()
+    await transport.declare_inbox(down.account_id)
+    relay = OutboxRelay(up.engine, transport, poll_seconds=0.05, max_backoff=1.0)
+
+    def crash_at(name: str) -> None:
+        if name == "after_confirm_before_mark_sent":
+            raise _Killed(name)
+
+    monkeypatch.setattr(relay_module, "crash_point", crash_at)
+    with pytest.raises(_Killed):
+        await relay.drain_once()
+    assert broker.ready_count(down.account_id) == 3, "the batch was confirmed"
+    assert [(r.state, r.tries) for r in pending_rows(up)] == [("pending", 0)] * 3, (
+        "nothing is marked sent before the crash point"
+    )
+
+    monkeypatch.undo()  # "restart": the same rows go again
+    fresh = OutboxRelay(up.engine, transport, poll_seconds=0.05, max_backoff=1.0)
+    assert await fresh.drain_once() == 3
+    assert pending_rows(up) == []
+    outcomes: list[str] = []
+
+    async def apply(delivery: Delivery) -> Outcome:
+        outcomes.append(deliver(delivery.body, down).outcome)
+        return Outcome.ack()
+
+    task = asyncio.create_task(transport.consume(down.account_id, apply))
+    try:
+        for _ in range(500):
+            if len(outcomes) == 6:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert outcomes == ["applied"] * 3 + ["duplicate"] * 3
+    assert count(down, Ticket) == 3
+    assert sorted(offers) == sorted(
+        delegation_row(down, delegation_id).delegation_id for delegation_id in offers
+    )
     await transport.close()
 
 
