@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from account.attachments import federation as attachment_federation
 from account.context import Identity, NodeContext
+from account.hub import poller as hub_poller
 from account.messaging import inbox
 from account.messaging.relay import OutboxRelay
 from account.sla.scheduler import SlaScheduler
@@ -49,6 +50,7 @@ class NodeRuntime:
         self._fetcher: asyncio.Task[None] | None = None
         self._sla_task: asyncio.Task[None] | None = None
         self._tmf_task: asyncio.Task[None] | None = None
+        self._hub_task: asyncio.Task[None] | None = None
         self.sla = SlaScheduler(
             ctx.engine,
             self.identities,
@@ -66,8 +68,13 @@ class NodeRuntime:
         )
         self._sla_task = asyncio.create_task(self.sla.run(), name="tix-sla-scheduler")
         self._tmf_task = asyncio.create_task(tmf_notifier.serve(self.ctx), name="tix-tmf")
+        self._hub_task = asyncio.create_task(hub_poller.run(self.ctx), name="tix-hub-poller")
 
     async def stop(self) -> None:
+        if self._hub_task is not None:
+            self._hub_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._hub_task
         if self._tmf_task is not None:
             self._tmf_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

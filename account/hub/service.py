@@ -2,10 +2,12 @@
 
 Invitations travel by pull: the sender's node hands the ordinary invitation token to the hub
 (``POST /hub/v1/invitations``); the recipient's node lists what waits for it when its admin
-asks (``GET /api/v1/links/incoming`` → a signed ``GET /hub/v1/invitations/pending``), and
-accepting one runs the ordinary ``accept_invitation`` with that token, then tells the hub to
-forget it. Nothing is stored on the node until the admin accepts, so the node needs no table
-and no poller; the hub keeps the token until then or until it expires.
+asks (``GET /api/v1/links/incoming`` → a signed ``GET /hub/v1/invitations/pending``, also what
+the partners page shows), and accepting one runs the ordinary ``accept_invitation`` with that
+token, then tells the hub to forget it; declining one only tells the hub to forget it. Nothing
+is stored on the node until the admin accepts, so the node needs no table: the hub keeps the
+token until then or until it expires. ``account.hub.poller`` asks every
+``TIX_HUB_POLL_SECONDS`` and keeps only the count (``ctx.status``, in memory) for the web UI.
 """
 
 from __future__ import annotations
@@ -22,12 +24,35 @@ from account.links import service as link_service
 from account.links.models import InvitationCreate, Link
 from exchange.hub.client import HubClient, HubRefused, HubUnavailable
 
+# ``ctx.status`` keys: whether the hub answered the last time, and how many invitations wait.
+STATUS_HUB = "hub"
+STATUS_PENDING = "hub_invitations"
 
-def client(ctx: NodeContext, *, key: Ed25519PrivateKey | None = None) -> HubClient:
+
+def client(
+    ctx: NodeContext, *, key: Ed25519PrivateKey | None = None, timeout: float | None = None
+) -> HubClient:
     url = ctx.settings.hub_url
     if not url:
         raise Conflict("this node has no hub configured (TIX_HUB_URL)")
-    return HubClient(url, account=ctx.account_id, key=key or ctx.identity.key)
+    if timeout is None:
+        return HubClient(url, account=ctx.account_id, key=key or ctx.identity.key)
+    return HubClient(url, account=ctx.account_id, key=key or ctx.identity.key, timeout=timeout)
+
+
+def note_pending(ctx: NodeContext, count: int | None) -> None:
+    """Remember how many invitations wait at the hub (``None``: the hub did not answer)."""
+    if count is None:
+        ctx.status[STATUS_HUB] = "down"
+        return
+    ctx.status[STATUS_HUB] = "up"
+    ctx.status[STATUS_PENDING] = str(count)
+
+
+def pending_count(ctx: NodeContext) -> int:
+    """The last known number of invitations waiting at the hub (0 when unknown)."""
+    value = ctx.status.get(STATUS_PENDING, "0")
+    return int(value) if value.isdigit() else 0
 
 
 def _map(exc: HubRefused | HubUnavailable) -> Exception:
@@ -115,11 +140,15 @@ def _describe(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def incoming(ctx: NodeContext) -> list[dict[str, Any]]:
+async def incoming(ctx: NodeContext, *, hub_timeout: float | None = None) -> list[dict[str, Any]]:
     try:
-        items = await client(ctx).pending()
-    except (HubRefused, HubUnavailable) as exc:
+        items = await client(ctx, timeout=hub_timeout).pending()
+    except HubUnavailable as exc:
+        note_pending(ctx, None)
         raise _map(exc) from exc
+    except HubRefused as exc:
+        raise _map(exc) from exc
+    note_pending(ctx, len(items))
     return [_describe(item) for item in items]
 
 
@@ -152,4 +181,25 @@ async def accept_incoming(ctx: NodeContext, session: Session, invitation_id: str
         await hub.acknowledge(invitation_id)
     except (HubRefused, HubUnavailable):
         pass  # the link stands; the next accept of this id only acknowledges it
+    else:
+        note_pending(ctx, max(0, len(items) - 1))
     return link
+
+
+async def decline_incoming(ctx: NodeContext, invitation_id: str) -> dict[str, Any]:
+    """Decline the hub-delivered invitation ``invitation_id``: the hub drops its token.
+
+    Nothing changes on this node; the sender's invitation stays open on its node until it
+    expires (it is single use, and nobody else can fetch it from the hub).
+    """
+    hub = client(ctx)
+    try:
+        items = await hub.pending()
+        item = next((i for i in items if i["id"] == invitation_id), None)
+        if item is None:
+            raise NotFound("no such incoming invitation")
+        await hub.acknowledge(invitation_id)
+    except (HubRefused, HubUnavailable) as exc:
+        raise _map(exc) from exc
+    note_pending(ctx, max(0, len(items) - 1))
+    return {"id": invitation_id, "from": item["from"], "from_label": item["from_label"]}

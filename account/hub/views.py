@@ -71,3 +71,8 @@ async def accept_incoming(
 ) -> dict[str, Any]:
     link = await service.accept_incoming(ctx, session, invitation_id)
     return link_service.to_public(link)
+
+
+@router.post("/api/v1/links/incoming/{invitation_id}/decline")
+async def decline_incoming(ctx: ContextDep, user: AdminUser, invitation_id: str) -> dict[str, Any]:
+    return await service.decline_incoming(ctx, invitation_id)

@@ -240,6 +240,35 @@ RU: Final[dict[str, str]] = {
     "status:offered": "предложена",
     "status:declined": "отклонена",
     "status:cancelled": "отменена",
+    # the hub on the partners page (account/web/partners.py)
+    "Incoming invitations": "Входящие приглашения",
+    "they would delegate tickets to you": "они будут передавать вам заявки",
+    "yes": "да",
+    "no": "нет",
+    "Categories": "Категории",
+    "response {minutes} min": "реакция {minutes} мин",
+    "resolution {minutes} min": "решение {minutes} мин",
+    "No SLA": "Без SLA",
+    "This invitation cannot be accepted": "Это приглашение нельзя принять",
+    "Received": "Получено",
+    "expires": "действует до",
+    "Find a company on the network": "Найти компанию в сети",
+    "Reload the page to search the hub's directory.": (
+        "Обновите страницу, чтобы искать в справочнике хаба."
+    ),
+    "This node has no hub configured (TIX_HUB_URL). Invitation tokens sent by hand still work.": (
+        "У этого узла не настроен хаб (TIX_HUB_URL). Токены приглашений, переданные вручную, "
+        "по-прежнему работают."
+    ),
+    "Company name or account id": "Название компании или идентификатор",
+    "already your partner": "уже ваш партнёр",
+    "Invite": "Пригласить",
+    "Send invitation through the hub": "Отправить приглашение через хаб",
+    "No company matches.": "Ничего не найдено.",
+    "Invitations waiting": "Ожидающие приглашения",
+    "The hub cannot be reached now; try again later.": ("Хаб сейчас недоступен; попробуйте позже."),
+    "Invitation sent to {partner} through the hub.": "Приглашение отправлено {partner} через хаб.",
+    "Invitation from {partner} declined.": "Приглашение от {partner} отклонено.",
     "priority:critical": "критический",
     "priority:high": "высокий",
     "priority:normal": "обычный",

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from account.context import NodeContext
-from account.web import auth, i18n, links, reports, tickets, users
+from account.web import auth, i18n, links, partners, reports, tickets, users
 from account.web.deps import CsrfRefused, LoginRequired
 from account.web.render import language_of, page, security_headers
 
@@ -21,7 +21,7 @@ _STATIC = Path(__file__).parent / "static"
 
 def install(app: FastAPI) -> None:
     """Add the UI's routes, static files and error pages to ``app``."""
-    for module in (auth, tickets, links, reports, users):
+    for module in (auth, tickets, links, partners, reports, users):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=str(_STATIC)), name="ui-static")
 

@@ -1,55 +1,29 @@
-"""The partners page (admins): invitations, accepting one, contracts, suspend and resume."""
+"""The partners page (admins): invitations, accepting one, contracts, suspend and resume; the
+hub's directory and incoming invitations are in ``account.web.partners``."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session
-from starlette.datastructures import FormData
 
 from account.context import NodeContext
 from account.delegations import service as delegation_service
 from account.deps import ContextDep, SessionDep, commit
 from account.errors import AccountError, Invalid, NotFound
 from account.links import service as link_service
-from account.links.models import Contract, InvitationCreate, Link, LinkPatch
+from account.links.models import InvitationCreate, Link, LinkPatch
 from account.users.models import User
-from account.web import i18n
+from account.web import i18n, partners
+from account.web.contracts import contract_from, contract_view
 from account.web.deps import CsrfForm, WebUser, field
 from account.web.render import language_of, page, redirect
 from account.web.tickets import Missing, act, not_found_page, validation_message
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-
-
-def _contract_view(contract: dict[str, Any]) -> dict[str, Any]:
-    view = Contract.model_validate(contract).model_dump()
-    view["sla_json"] = json.dumps(view["sla"], ensure_ascii=False, indent=1) if view["sla"] else ""
-    return view
-
-
-def _contract_from(form: FormData) -> dict[str, Any]:
-    """The contract fields of a form (checkboxes absent mean false)."""
-    categories = [c.strip() for c in field(form, "categories").split(",") if c.strip()]
-    sla_text = field(form, "sla")
-    try:
-        sla = json.loads(sla_text) if sla_text else {}
-    except ValueError as exc:
-        raise Invalid("the SLA policy is not valid JSON") from exc
-    if not isinstance(sla, dict):
-        raise Invalid("the SLA policy must be a JSON object")
-    return {
-        "disclose_subcontractors": field(form, "disclose_subcontractors") or "named",
-        "share_requester_contacts": field(form, "share_requester_contacts") == "1",
-        "allow_subdelegation": field(form, "allow_subdelegation") == "1",
-        "auto_accept": field(form, "auto_accept") == "1",
-        "categories": categories,
-        "sla": sla,
-    }
 
 
 def _page(
@@ -72,7 +46,7 @@ def _page(
             "suspended_by": link.suspended_by,
             "peer_kid": link.peer_kid,
             "created_at": link.created_at,
-            "contract_view": _contract_view(link.contract),
+            "contract_view": contract_view(link.contract),
         }
         for link in links
     ]
@@ -83,18 +57,24 @@ def _page(
         user=user,
         status_code=status_code,
         links=rows,
-        default_contract=_contract_view({}),
+        default_contract=contract_view({}),
         **values,
     )
 
 
 @router.get("/links")
-def links_page(
-    request: Request, ctx: ContextDep, session: SessionDep, user: WebUser
+async def links_page(
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    user: WebUser,
+    q: str | None = Query(default=None, max_length=100),
 ) -> HTMLResponse:
     if user.role != "admin":
         return not_found_page(request, ctx, user)
-    return _page(request, ctx, session, user)
+    t = i18n.translator(language_of(request))
+    hub = await partners.hub_section(ctx, session, query=q, t=t)
+    return _page(request, ctx, session, user, hub=hub)
 
 
 @router.post("/links/invite", response_model=None)
@@ -112,7 +92,7 @@ def invite(
     try:
         invitation_in = InvitationCreate.model_validate(
             {
-                "contract": _contract_from(form),
+                "contract": contract_from(form),
                 "note": field(form, "note"),
                 "expires_in_days": days,
             }
@@ -187,7 +167,7 @@ def change_link(
             raise Missing(exc.detail) from exc
         op = field(form, "op")
         if op == "contract":
-            patch_in = LinkPatch.model_validate({"contract": _contract_from(form)})
+            patch_in = LinkPatch.model_validate({"contract": contract_from(form)})
             message = t("Contract saved.")
         elif op in ("suspend", "resume"):
             state = "suspended" if op == "suspend" else "active"

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from account.context import NodeContext
+from account.hub import service as hub_service
 from account.users.models import User
 from account.web import i18n
 from account.web.session import COOKIE_PATH, csrf_token, session_cookie
@@ -162,6 +163,8 @@ def page(
         "is_staff": bool(user and user.role in ("admin", "dispatcher", "engineer")),
         "is_dispatcher": bool(user and user.role in ("admin", "dispatcher")),
         "is_admin": bool(user and user.role == "admin"),
+        # Invitations waiting at the hub, as the node last heard (account/hub/poller.py).
+        "hub_pending": hub_service.pending_count(ctx) if user and user.role == "admin" else 0,
         **values,
     }
     html = env.get_template(template).render(context)

@@ -28,8 +28,11 @@ class HubRefused(RuntimeError):
 
 
 class HubClient:
-    def __init__(self, base_url: str, *, account: str, key: Ed25519PrivateKey) -> None:
+    def __init__(
+        self, base_url: str, *, account: str, key: Ed25519PrivateKey, timeout: float = TIMEOUT
+    ) -> None:
         self._base = base_url.rstrip("/")
+        self._timeout = timeout
         self._prefix = urlsplit(self._base).path.rstrip("/")
         self._account = account
         self._key = key
@@ -45,7 +48,7 @@ class HubClient:
         if data:
             headers["Content-Type"] = "application/json"
         try:
-            async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
                 response = await client.request(
                     method, self._base + path, content=data, headers=headers, params=params
                 )
@@ -92,4 +95,5 @@ class HubClient:
         return list(result["items"])
 
     async def acknowledge(self, invitation_id: str) -> None:
+        """The invitation was taken (accepted, or declined): the hub drops its token."""
         await self._call("DELETE", f"/hub/v1/invitations/{invitation_id}")

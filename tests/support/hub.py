@@ -1,0 +1,57 @@
+"""The exchange hub's app served in-process on a free loopback port (uvicorn in a thread).
+
+No broker: the audit tap is off, so directory and invitations work and nothing else is needed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy.engine import Engine
+
+from exchange.hub.app import create_app, make_engine
+from exchange.hub.config import HubSettings
+from tests.support.private_broker import free_port
+
+__all__ = ["HubServer", "serve_hub"]
+
+
+@dataclass
+class HubServer:
+    url: str
+    engine: Engine
+
+
+@contextmanager
+def serve_hub(workdir: Path) -> Iterator[HubServer]:
+    """A hub on ``http://127.0.0.1:<free port>`` with its SQLite database in ``workdir``."""
+    settings = HubSettings(database_url=f"sqlite:///{workdir / 'hub.db'}", audit_tap=False)
+    engine = make_engine(settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, engine=engine),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield HubServer(f"http://127.0.0.1:{port}", engine)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()
