@@ -64,9 +64,24 @@ def pending_key_path(key_path: Path) -> Path:
 
 def rotate(settings: Settings, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS) -> Rotation:
     """Make a new key, tell every partner with a ``link.rekey`` signed by the old one, switch."""
+    return rotate_key(
+        db_url=settings.db_url,
+        account_id=settings.account_id,
+        label=settings.label,
+        key_path=settings.key_path,
+        overlap_seconds=overlap_seconds,
+    )
+
+
+def rotate_key(
+    *, db_url: str, account_id: str, label: str, key_path: Path, overlap_seconds: int
+) -> Rotation:
+    """``rotate`` for any account of the database at ``db_url`` whose key is at ``key_path``.
+
+    The node's own account, or one an adapter hosts (``adapters.hosting.keys``).
+    """
     if not 0 <= overlap_seconds <= MAX_OVERLAP.total_seconds():
         raise RotationError(f"the overlap must be 0 to {int(MAX_OVERLAP.total_seconds())} s")
-    key_path = settings.key_path
     pending = pending_key_path(key_path)
     if pending.exists():
         raise RotationError(
@@ -81,17 +96,15 @@ def rotate(settings: Settings, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS
     try:
         if not retired.exists():
             write_key_file(retired, old)
-        identity = Identity(account_id=settings.account_id, label=settings.label, key=old)
+        identity = Identity(account_id=account_id, label=label, key=old)
         body = LinkRekey(
             public_key=public_key_b64(new), kid=new_kid, overlap_seconds=overlap_seconds
         )
-        engine = make_engine(settings.db_url)
+        engine = make_engine(db_url)
         try:
             with Session(engine) as session:
                 links = session.exec(
-                    select(Link)
-                    .where(Link.account_id == settings.account_id)
-                    .order_by(col(Link.created_at))
+                    select(Link).where(Link.account_id == account_id).order_by(col(Link.created_at))
                 ).all()
                 for link in links:
                     outbox.enqueue_next(

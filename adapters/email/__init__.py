@@ -19,3 +19,8 @@ Modules: ``tokens`` (reply addresses and Message-IDs), ``prescan`` (caps on raw 
 ``outbound_headers``). Parsing runs in the caller's process; put it in a worker with a time
 limit all the same (RELIABILITY.md B16): the caps bound the known costs, not unknown ones.
 """
+
+from adapters.hosting.schema import AdapterSchema
+
+# The adapter's own tables and their migrations (adapters/email/migrations).
+SCHEMA = AdapterSchema(name="email", models="adapters.email.models", participant="MailParticipant")

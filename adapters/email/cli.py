@@ -9,9 +9,12 @@ from rich.console import Console
 from sqlmodel import Session
 
 from account.config import Settings
+from adapters.email import SCHEMA
+from adapters.hosting import cli as hosting_cli
 
 email_app = typer.Typer(help="The e-mail adapter (e-mail-only participants).", no_args_is_help=True)
 console = Console()
+hosting_cli.add_commands(email_app, SCHEMA)
 
 
 @email_app.command("serve")
@@ -22,9 +25,7 @@ def serve(
     """Run the adapter: the node's API and runtime, the SMTP sender, listener and IMAP poller."""
     from adapters.email.server import run
 
-    if Settings().transport == "inprocess":
-        raise typer.BadParameter("a served adapter talks to RabbitMQ")
-    run(host, port)
+    hosting_cli.serve(run, host, port)
 
 
 @email_app.command("invite")
@@ -39,14 +40,14 @@ def invite(
 
     from account.bootstrap import build_context
     from account.errors import AccountError
-    from adapters.email import (
-        models,  # noqa: F401  (registers the adapter's tables)
-        participants,
-    )
+    from adapters.email import participants
     from adapters.email.outbound import Mailer
     from adapters.email.settings import MailSettings, reply_secret
+    from adapters.hosting import migrate
 
-    ctx = build_context(Settings())
+    settings = Settings()
+    migrate.prepare(SCHEMA, settings.db_url)
+    ctx = build_context(settings)
     mailer = Mailer(mail=MailSettings(), secret=reply_secret(ctx.secret), adapter_id=ctx.account_id)
     try:
         participant_in = participants.ParticipantCreate(

@@ -18,17 +18,14 @@ from email.message import EmailMessage
 import httpx
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from account.app import create_app
-from account.bootstrap import build_context, build_transport, init_node
+from account.bootstrap import init_node
 from account.config import Settings
 from account.demo import LeafSetup, Participant
 from account.node import NodeRuntime
-from adapters.email import (
-    models,  # noqa: F401  (registers the adapter's tables)
-    views,
-)
+from adapters.email import SCHEMA, views
 from adapters.email.service import EmailAdapter
 from adapters.email.settings import MailSettings
+from adapters.hosting import server as hosting_server
 
 WAIT_SECONDS = 30.0
 
@@ -107,12 +104,9 @@ class EmailLeaf:
             smtp_listen="127.0.0.1:0",
             mail_poll_seconds=0.1,
         )
-        ctx = build_context(settings)
-        self.runtime = NodeRuntime(ctx, build_transport(settings, s.broker))
+        ctx, self.runtime = hosting_server.node_for(settings, SCHEMA, s.broker)
         self.adapter = EmailAdapter(ctx, self.runtime, mail)
-        app = create_app(ctx, self.runtime)
-        app.include_router(views.router)
-        app.state.email = self.adapter
+        app = hosting_server.app_for(self.adapter, views.router)
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://mailgw.demo"
         )

@@ -8,22 +8,16 @@ from typing import Any
 from sqlalchemy import JSON, Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
+from adapters.hosting.participants import HostedParticipant
 from exchange.clock import utcnow
 
 
-class MailParticipant(SQLModel, table=True):
+class MailParticipant(HostedParticipant, table=True):
     """An e-mail-only company hosted by this adapter: one hosted account each."""
 
-    id: int | None = Field(default=None, primary_key=True)
-    account_id: str = Field(unique=True, max_length=63)
-    adapter_account: str = Field(index=True, max_length=63)
-    name: str = Field(max_length=200)
     emails: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     language: str = Field(default="en", max_length=2)
-    upstream_account: str | None = Field(default=None, max_length=63)
-    link_id: str | None = Field(default=None, max_length=36)
     undeliverable: bool = False
-    created_at: datetime = Field(default_factory=utcnow)
 
 
 class MailOutbox(SQLModel, table=True):

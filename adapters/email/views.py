@@ -12,14 +12,10 @@ from adapters.email import participants
 from adapters.email.models import MailOutbox, MailParticipant
 from adapters.email.participants import ParticipantCreate
 from adapters.email.service import EmailAdapter
+from adapters.hosting.views import adapter_of, host_new, listing
 from exchange.clock import instant, utcnow
 
 router = APIRouter(prefix="/api/v1/participants", tags=["e-mail participants"])
-
-
-def _adapter(request: Request) -> EmailAdapter:
-    adapter: EmailAdapter = request.app.state.email
-    return adapter
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -31,27 +27,19 @@ def create_participant(
     participant_in: ParticipantCreate,
 ) -> dict[str, Any]:
     """Create a hosted e-mail participant and accept the upstream's invitation as it."""
-    adapter = _adapter(request)
-    participant, identity = participants.create(
+    created = participants.create(
         session=session,
         settings=ctx.settings,
         adapter=ctx.identity,
-        mailer=adapter.mailer,
+        mailer=adapter_of(request, EmailAdapter).mailer,
         participant_in=participant_in,
     )
-    commit(session, ctx)
-    adapter.host(identity)
-    return participants.to_public(participant)
+    return participants.to_public(host_new(request, session, ctx, created))
 
 
 @router.get("")
 def list_participants(ctx: ContextDep, session: SessionDep, _admin: AdminUser) -> dict[str, Any]:
-    rows = session.exec(
-        select(MailParticipant)
-        .where(MailParticipant.adapter_account == ctx.account_id)
-        .order_by(col(MailParticipant.id))
-    ).all()
-    return {"items": [participants.to_public(row) for row in rows]}
+    return listing(session, ctx, MailParticipant, participants.to_public)
 
 
 @router.get("/mail")
@@ -98,5 +86,5 @@ def retry_mail(
         row.next_try_at = utcnow()
         session.add(row)
     commit(session, ctx)
-    _adapter(request).sender.wake()
+    adapter_of(request, EmailAdapter).sender.wake()
     return {"retried": len(rows)}

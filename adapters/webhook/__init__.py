@@ -9,3 +9,10 @@ decline, status, comment, attachment). Field and status names are mapped per par
 
 Pure modules: ``signing`` (signatures and their checks), ``mapping`` (per-participant mapping).
 """
+
+from adapters.hosting.schema import AdapterSchema
+
+# The adapter's own tables and their migrations (adapters/webhook/migrations).
+SCHEMA = AdapterSchema(
+    name="webhook", models="adapters.webhook.models", participant="WebhookParticipant"
+)

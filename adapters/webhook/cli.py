@@ -6,11 +6,13 @@ from typing import Annotated
 
 import typer
 
-from account.config import Settings
+from adapters.hosting import cli as hosting_cli
+from adapters.webhook import SCHEMA
 
 webhook_app = typer.Typer(
     help="The webhook adapter (participants with their own help desk).", no_args_is_help=True
 )
+hosting_cli.add_commands(webhook_app, SCHEMA)
 
 
 @webhook_app.command("serve")
@@ -21,6 +23,4 @@ def serve(
     """Run the adapter: the node's API and runtime, the webhook sender, the inbound endpoint."""
     from adapters.webhook.server import run
 
-    if Settings().transport == "inprocess":
-        raise typer.BadParameter("a served adapter talks to RabbitMQ")
-    run(host, port)
+    hosting_cli.serve(run, host, port)

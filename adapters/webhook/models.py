@@ -8,25 +8,19 @@ from typing import Any
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
+from adapters.hosting.participants import HostedParticipant
 from exchange.clock import utcnow
 
 
-class WebhookParticipant(SQLModel, table=True):
+class WebhookParticipant(HostedParticipant, table=True):
     """A help desk hosted by this adapter: one hosted account each.
 
     ``secret`` signs both ways (HMAC-SHA256); it is shown once, when the participant is made.
     """
 
-    id: int | None = Field(default=None, primary_key=True)
-    account_id: str = Field(unique=True, max_length=63)
-    adapter_account: str = Field(index=True, max_length=63)
-    name: str = Field(max_length=200)
     url: str = Field(max_length=2000)
     secret: str = Field(max_length=200)
     mapping: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    upstream_account: str | None = Field(default=None, max_length=63)
-    link_id: str | None = Field(default=None, max_length=36)
-    created_at: datetime = Field(default_factory=utcnow)
 
 
 class WebhookOutbox(SQLModel, table=True):

@@ -6,20 +6,15 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, status
-from sqlmodel import col, select
 
 from account.deps import AdminUser, ContextDep, SessionDep, commit
+from adapters.hosting.views import adapter_of, host_new, listing
 from adapters.webhook import participants, signing
 from adapters.webhook.models import WebhookParticipant
 from adapters.webhook.participants import ParticipantCreate, ParticipantPatch
 from adapters.webhook.service import WebhookAdapter
 
 router = APIRouter(tags=["webhook participants"])
-
-
-def _adapter(request: Request) -> WebhookAdapter:
-    adapter: WebhookAdapter = request.app.state.webhook
-    return adapter
 
 
 @router.post("/api/v1/webhook-participants", status_code=status.HTTP_201_CREATED)
@@ -31,27 +26,20 @@ def create_participant(
     participant_in: ParticipantCreate,
 ) -> dict[str, Any]:
     """Host a help desk and accept the upstream's invitation as it; the secret is shown once."""
-    adapter = _adapter(request)
-    participant, identity = participants.create(
+    created = participants.create(
         session=session,
         settings=ctx.settings,
         adapter=ctx.identity,
         participant_in=participant_in,
-        allowed_hosts=adapter.settings.allowed_hosts,
+        allowed_hosts=adapter_of(request, WebhookAdapter).settings.allowed_hosts,
     )
-    commit(session, ctx)
-    adapter.host(identity)
+    participant = host_new(request, session, ctx, created)
     return participants.to_public(participant) | {"secret": participant.secret}
 
 
 @router.get("/api/v1/webhook-participants")
 def list_participants(ctx: ContextDep, session: SessionDep, _admin: AdminUser) -> dict[str, Any]:
-    rows = session.exec(
-        select(WebhookParticipant)
-        .where(WebhookParticipant.adapter_account == ctx.account_id)
-        .order_by(col(WebhookParticipant.id))
-    ).all()
-    return {"items": [participants.to_public(row) for row in rows]}
+    return listing(session, ctx, WebhookParticipant, participants.to_public)
 
 
 @router.patch("/api/v1/webhook-participants/{account_id}")
@@ -69,7 +57,7 @@ def update_participant(
         session=session,
         participant=participant,
         patch=patch,
-        allowed_hosts=_adapter(request).settings.allowed_hosts,
+        allowed_hosts=adapter_of(request, WebhookAdapter).settings.allowed_hosts,
     )
     commit(session, ctx)
     return participants.to_public(participant)
@@ -80,4 +68,6 @@ async def inbound(request: Request, account_id: str) -> dict[str, Any]:
     """A help desk's answer, signed like the adapter's webhooks (``X-Tix-Signature``)."""
     body = await request.body()
     header = request.headers.get(signing.HEADER)
-    return await asyncio.to_thread(_adapter(request).receive, account_id[:63], header, body)
+    return await asyncio.to_thread(
+        adapter_of(request, WebhookAdapter).receive, account_id[:63], header, body
+    )
