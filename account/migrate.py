@@ -28,6 +28,8 @@ from sqlalchemy import Column, TypeDecorator, create_engine, inspect, pool, text
 from sqlalchemy.engine import Engine
 from sqlmodel.sql.sqltypes import AutoString
 
+from account.tickets.search import TRGM_INDEX
+
 log = logging.getLogger("tix.migrate")
 
 SCRIPTS = Path(__file__).resolve().parent / "migrations"
@@ -187,7 +189,13 @@ def node_tables() -> frozenset[str]:
 
 
 def include_object(obj: Any, name: str | None, type_: str, _reflected: bool, _other: Any) -> bool:
-    """Only the node's own tables (and their columns, indexes, constraints) are migrated here."""
+    """Only the node's own tables (and their columns, indexes, constraints) are migrated here.
+
+    The ticket search's objects are not metadata: migration 0004 and ``create_all`` make them
+    (account/tickets/search.py; tests/integration/test_ticket_search.py checks both).
+    """
+    if type_ == "index" and name == TRGM_INDEX:
+        return False
     if type_ == "table":
         table_name = name
     else:

@@ -5,6 +5,7 @@ from account.delegations.models import Delegation
 from account.links.models import Invitation, Link
 from account.messaging.models import InboxMessage, OutboxMessage, RejectedInbound
 from account.sla.models import SlaEventRecord
+from account.tickets import search  # noqa: F401  (the ticket search index: DDL hooks)
 from account.tickets.models import Comment, Ticket, TicketEvent
 from account.tmf.models import TmfCursor, TmfHub, TmfNotification, TmfTicketInfo
 from account.users.models import ApiKey, User

@@ -20,6 +20,8 @@ class Delegation(SQLModel, table=True):
         UniqueConstraint("account_id", "delegation_id"),
         # The SLA scheduler's query (account/sla/flows.py): due checks of the hosted accounts.
         Index("ix_delegation_account_next_check", "account_id", "sla_next_check_at"),
+        # The ticket list's partner filter (account/tickets/service.py, list_visible).
+        Index("ix_delegation_account_peer", "account_id", "peer_account", "ticket_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

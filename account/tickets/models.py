@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as ApiField
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from exchange.clock import utcnow
@@ -21,6 +21,13 @@ CommentVisibility = Literal["public", "partner", "internal"]
 
 
 class Ticket(SQLModel, table=True):
+    # The list's filters, newest first, counted from the index alone (docs/performance.md,
+    # "Scale"); the search index (not metadata) is in account/tickets/search.py.
+    __table_args__ = (
+        Index("ix_ticket_account_status", "account_id", "status", "id"),
+        Index("ix_ticket_account_sla", "account_id", "sla_state", "id"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(unique=True, index=True, max_length=60)
     account_id: str = Field(index=True, max_length=63)

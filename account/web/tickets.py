@@ -27,7 +27,7 @@ from account.attachments.upload import BadUpload, read_upload
 from account.context import NodeContext
 from account.delegations import chain
 from account.delegations import service as delegation_service
-from account.delegations.models import Delegation, DelegationCreate
+from account.delegations.models import DelegationCreate
 from account.deps import ContextDep, SessionDep, commit
 from account.errors import AccountError, Forbidden, Invalid, NotFound
 from account.links.models import Link
@@ -146,14 +146,7 @@ def list_page(
     status = status if status in states.TICKET_STATUSES else ""
     sla = sla if sla in ("at_risk", "breached") else ""
     ticket_ids = None
-    if partner and user.role in STAFF:
-        rows = session.exec(
-            select(Delegation.ticket_id).where(
-                Delegation.account_id == ctx.account_id, Delegation.peer_account == partner
-            )
-        ).all()
-        ticket_ids = list(rows)
-    else:
+    if not (partner and user.role in STAFF):
         partner = ""
     mine = "1" if mine == "1" and user.role in STAFF else ""
     if mine:
@@ -162,8 +155,7 @@ def list_page(
                 Ticket.account_id == ctx.account_id, Ticket.assignee == user.username
             )
         ).all()
-        ids = [i for i in assigned if i is not None]
-        ticket_ids = ids if ticket_ids is None else [i for i in ticket_ids if i in set(ids)]
+        ticket_ids = [i for i in assigned if i is not None]
     items, total = ticket_service.list_visible(
         session=session,
         account_id=ctx.account_id,
@@ -171,6 +163,7 @@ def list_page(
         status=[status] if status else (),
         q=q or None,
         ticket_ids=ticket_ids,
+        partner=partner or None,
         limit=PAGE_SIZE,
         offset=offset,
         sla=sla or None,
