@@ -23,6 +23,7 @@ from account.hub import views as hub_views
 from account.links import views as link_views
 from account.node import NodeRuntime
 from account.observability import metrics as observability_metrics
+from account.observability import otel
 from account.observability.http import ObservabilityMiddleware
 from account.reports import views as report_views
 from account.sla import metrics as sla_metrics
@@ -44,6 +45,9 @@ def create_app(ctx: NodeContext, runtime: NodeRuntime | None = None) -> FastAPI:
         finally:
             if runtime is not None:
                 await runtime.stop()
+            # Flush OpenTelemetry's queue here: uvicorn ends the process with the signal it
+            # caught, so code after ``uvicorn.run`` never runs (no-op unless TIX_OTEL set it up).
+            otel.shutdown()
 
     app = FastAPI(
         title=f"Tix node {ctx.account_id}",

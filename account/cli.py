@@ -76,10 +76,15 @@ def node_serve(
     from account.bootstrap import build_context, build_transport
     from account.migrate import SchemaOutOfDate
     from account.node import NodeRuntime
-    from account.observability import logs
+    from account.observability import logs, otel
 
     settings = _settings()
     logs.configure(settings.log_level, settings.log_format)
+    otel.configure(
+        enabled=settings.otel,
+        service_name=f"tix-node-{settings.account_id}",
+        account=settings.account_id,
+    )
     if settings.transport == "inprocess":
         raise typer.BadParameter(
             "a served node talks to RabbitMQ; the in-process one is for tix demo"
@@ -90,7 +95,7 @@ def node_serve(
         console.print(f"[red]cannot serve:[/] {exc}")
         raise typer.Exit(1) from exc
     runtime = NodeRuntime(ctx, build_transport(settings))
-    uvicorn.run(
+    uvicorn.run(  # the app's lifespan flushes OpenTelemetry's spans at the end
         create_app(ctx, runtime), host=host, port=port, log_level="warning", log_config=None
     )
 

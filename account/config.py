@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # ids and the trace id where known; see account/observability/logs.py).
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # OpenTelemetry spans (needs the ``otel`` extra; the OTEL_* variables choose the exporter):
+    # account/observability/otel.py.
+    otel: bool = False
 
     @field_validator("account_id")
     @classmethod

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from account.attachments import federation as attachment_federation
 from account.context import Identity, NodeContext
@@ -100,9 +100,10 @@ class NodeRuntime:
 
     async def _connect(self) -> None:
         async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(
-                initial=0.2, max=self.ctx.settings.relay_max_backoff_seconds
-            ),
+            # Not wait_exponential_jitter(initial=…): tenacity 9.2 deprecates ``initial``, and
+            # its replacement ``multiplier`` is missing before 9.2; this is the same backoff.
+            wait=wait_exponential(multiplier=0.2, max=self.ctx.settings.relay_max_backoff_seconds)
+            + wait_random(0, 1),
             retry=retry_if_exception_type(TransportUnavailable),
         ):
             with attempt:

@@ -2,7 +2,8 @@
 
 Each request runs in a span: a child of its ``traceparent`` header when it has a valid one,
 otherwise the root of a new trace (a user action starting a chain), so the envelopes it writes
-carry that trace. The latency histogram is labelled by the route *template*
+carry that trace. With OpenTelemetry on (``account.observability.otel``) it is a server span
+named ``HTTP <method> <route template>``. The latency histogram is labelled by the route *template*
 (``/api/v1/tickets/{number}``), never the raw path, so label values stay few; requests that
 match no route count as ``<unmatched>``.
 """
@@ -42,13 +43,28 @@ class ObservabilityMiddleware:
             await send(message)
 
         incoming = _header(scope, b"traceparent")
+        method = str(scope.get("method"))
+        method = method if method in METHODS else "other"
         started = time.perf_counter()
         try:
-            with tracing.span(incoming), logs.request_scope(scope):
-                await self.app(scope, receive, send_status)
+            with (
+                tracing.span(incoming, name=f"HTTP {method}", kind="server"),
+                logs.request_scope(scope),
+            ):
+                try:
+                    await self.app(scope, receive, send_status)
+                finally:
+                    if tracing.recording():  # the route is known once the app routed it
+                        route = route_template(scope)
+                        attributes: dict[str, str | int | bool] = {
+                            "http.request.method": method,
+                            "http.route": route,
+                            "http.response.status_code": status["code"],
+                        }
+                        tracing.annotate(name=f"HTTP {method} {route}", **attributes)
         finally:
             self.metrics.http_latency.labels(
-                method=method if (method := str(scope.get("method"))) in METHODS else "other",
+                method=method,
                 route=route_template(scope),
                 status=str(status["code"]),
             ).observe(time.perf_counter() - started)

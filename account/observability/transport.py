@@ -4,7 +4,10 @@
 ``account.bootstrap.build_transport``). Outbound it counts confirmed publishes by message type;
 inbound it counts deliveries by disposition and redeliveries, and runs the handler inside a span
 continuing the delivery's ``traceparent`` header and a log context with the message id, type and
-subject, so every line and every outbox row the message causes carries them.
+subject, so every line and every outbox row the message causes carries them. With
+OpenTelemetry on (``account.observability.otel``) a publish is a producer span whose context
+replaces the row's in the ``traceparent`` header, and a delivery is a consumer span with an
+``apply`` span inside it for the handler.
 """
 
 from __future__ import annotations
@@ -49,6 +52,16 @@ def _subject(body: bytes, message_type: str) -> str | None:
     return subject if isinstance(subject, str) and _UUID_RE.match(subject) else None
 
 
+def _messaging(destination: str, message_id: str, message_type: str) -> dict[str, str]:
+    """OpenTelemetry messaging attributes of one envelope (metadata only, never the body)."""
+    return {
+        "messaging.system": "rabbitmq",
+        "messaging.destination.name": destination,
+        "messaging.message.id": message_id,
+        "tix.message_type": message_type,
+    }
+
+
 class ObservedTransport(Transport):
     """Delegates everything to ``inner``; see the module docstring."""
 
@@ -81,8 +94,21 @@ class ObservedTransport(Transport):
         message_id: str,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        await self.inner.publish(to=to, body=body, message_id=message_id, headers=headers)
-        self.counters.published[_message_type(headers)] += 1
+        message_type = _message_type(headers)
+        if not tracing.recording():
+            await self.inner.publish(to=to, body=body, message_id=message_id, headers=headers)
+        else:
+            # The publish span continues the outbox row's span, and the envelope travels with
+            # the publish span's own traceparent, so the receiver's spans hang under it.
+            with tracing.span(
+                (headers or {}).get(tracing.HEADER),
+                name=f"publish {message_type}",
+                kind="producer",
+                attributes=_messaging(to, message_id, message_type),
+            ) as span:
+                headers = {**(headers or {}), tracing.HEADER: span.traceparent}
+                await self.inner.publish(to=to, body=body, message_id=message_id, headers=headers)
+        self.counters.published[message_type] += 1
 
     async def consume(self, account_id: str, handler: Handler) -> None:
         async def observed(delivery: Delivery) -> Outcome:
@@ -90,7 +116,12 @@ class ObservedTransport(Transport):
                 self.counters.redeliveries += 1
             message_type = _message_type(delivery.headers)
             with (
-                tracing.span(delivery.headers.get(tracing.HEADER)),
+                tracing.span(
+                    delivery.headers.get(tracing.HEADER),
+                    name=f"process {message_type}",
+                    kind="consumer",
+                    attributes=_messaging(account_id, delivery.message_id or "", message_type),
+                ),
                 logs.log_context(
                     account=account_id,
                     message_id=delivery.message_id,
@@ -98,7 +129,13 @@ class ObservedTransport(Transport):
                     delegation_id=_subject(delivery.body, message_type),
                 ),
             ):
-                outcome = await handler(delivery)
+                if tracing.recording():
+                    with tracing.span(tracing.current(), name="apply"):
+                        outcome = await handler(delivery)
+                        tracing.annotate(**{"tix.outcome": outcome.disposition.value})
+                    tracing.annotate(**{"tix.outcome": outcome.disposition.value})
+                else:
+                    outcome = await handler(delivery)
             self.counters.deliveries[(outcome.disposition.value, outcome.reason[:40])] += 1
             return outcome
 
