@@ -24,6 +24,8 @@ import httpx
 import pytest
 
 from adapters.webhook import signing
+from exchange.signing import kid_of, load_key_file
+from tests.e2e.test_rekey import partner_kid, rejected
 from tests.support.nodes import (
     TIX,
     NodeFactory,
@@ -346,3 +348,94 @@ def test_a_help_desk_works_a_ticket_through_signed_webhooks(
             secret.encode(), headers["x-tix-signature"], body, now=int(time.time())
         )
     assert acme.rejected() == []
+
+
+def rotate_hosted(adapter: AdapterProcess, account: str, overlap: int) -> str:
+    """Run ``tix adapter webhook keys rotate`` as the adapter's operator; return the new kid."""
+    done = subprocess.run(
+        [
+            *(TIX, "adapter", "webhook", "keys", "rotate"),
+            *("--account", account, "--overlap-seconds", str(overlap)),
+        ],
+        env=adapter.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    key_file = adapter.workdir / adapter.account_id / "hosted" / f"{account}.key"
+    return kid_of(load_key_file(key_file).public_key())
+
+
+def offer_and_accept(
+    acme: NodeProcess, adapter: AdapterProcess, helpdesk: HelpDesk, account: str, secret: str
+) -> str:
+    """acme offers a ticket to the help desk, which accepts it; the upstream's ticket number."""
+    number = str(acme.call("POST", "/api/v1/tickets", json={"title": "Lift 3 stuck"})["number"])
+    offers = helpdesk.events().count("offer")
+    acme.call("POST", f"/api/v1/tickets/{number}/delegations", json={"partner": account})
+    eventually(lambda: helpdesk.events().count("offer") > offers, what="the offer at the desk")
+    ticket_id = json.loads(helpdesk.received()[-1][1])["ticket"]["external_id"]
+    body, headers = signed(secret, {"action": "accept", "ticket_id": ticket_id})
+    answer = adapter.client.post(f"/webhooks/{account}/inbound", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return number
+
+
+def test_a_hosted_account_rotates_its_key_with_the_overlap_window(
+    nodes: NodeFactory, adapter: AdapterProcess, helpdesk: HelpDesk
+) -> None:
+    acme = nodes("acme")
+    invite = acme.call("POST", "/api/v1/links/invitations", json={"contract": {}})
+    participant = adapter.call(
+        "POST",
+        "/api/v1/webhook-participants",
+        json={"token": invite["token"], "name": "Zen Co", "url": helpdesk.url, "mapping": MAPPING},
+        expect=201,
+    )
+    account, secret = participant["account_id"], participant["secret"]
+    adapter.hosted.append(account)  # type: ignore[attr-defined]
+    eventually(lambda: partner_kid(acme, account) is not None, what="the link at the upstream")
+    first_kid = partner_kid(acme, account)
+
+    def state(number: str) -> str:
+        return str(acme.ticket(number)["delegations"][0]["state"])
+
+    unknown = subprocess.run(
+        [TIX, "adapter", "webhook", "keys", "rotate", "--account", "nobody-1234"],
+        env=adapter.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unknown.returncode == 1 and "not a webhook participant" in unknown.stdout
+
+    second_kid = rotate_hosted(adapter, account, overlap=3600)
+    assert second_kid != first_kid
+    eventually(lambda: partner_kid(acme, account) == second_kid, what="acme pins the new key")
+    # The adapter still runs on the old key: inside the window acme takes what it signs.
+    old_signed = offer_and_accept(acme, adapter, helpdesk, account, secret)
+    eventually(lambda: state(old_signed) == "accepted", what="an accept signed with the old key")
+    # Restarted, the adapter signs with the new key.
+    adapter.stop()
+    adapter.start()
+    new_signed = offer_and_accept(acme, adapter, helpdesk, account, secret)
+    eventually(lambda: state(new_signed) == "accepted", what="an accept signed with the new key")
+
+    # No overlap: the key the adapter still runs on is refused once acme has pinned the next.
+    third_kid = rotate_hosted(adapter, account, overlap=0)
+    eventually(lambda: partner_kid(acme, account) == third_kid, what="the second rekey")
+    before = rejected(acme, "unknown_kid", "delegation.accept")
+    refused = offer_and_accept(acme, adapter, helpdesk, account, secret)
+    eventually(
+        lambda: rejected(acme, "unknown_kid", "delegation.accept") == before + 1,
+        what="an accept signed with a key past its window refused",
+    )
+    assert state(refused) == "offered"
+    adapter.stop()
+    adapter.start()
+    accepted = offer_and_accept(acme, adapter, helpdesk, account, secret)
+    eventually(lambda: state(accepted) == "accepted", what="an accept after the restart")
+    assert [r["type"] for r in acme.rejected()] == ["delegation.accept"]  # the one past its window
