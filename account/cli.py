@@ -14,7 +14,13 @@ from sqlmodel import Session, col, select
 
 from account.broker_cli import exchange_app
 from account.config import Settings
-from account.hub.cli import exchange_serve, hub_app, link_accept_incoming, link_inbox
+from account.hub.cli import (
+    exchange_serve,
+    hub_app,
+    link_accept_incoming,
+    link_decline_incoming,
+    link_inbox,
+)
 
 app = typer.Typer(
     help="Tix: a federated ticket exchange for B2B service chains.", no_args_is_help=True
@@ -36,6 +42,7 @@ app.add_typer(hub_app, name="hub")  # account/hub/cli.py, with the three command
 exchange_app.command("serve")(exchange_serve)
 link_app.command("inbox")(link_inbox)
 link_app.command("accept-incoming")(link_accept_incoming)
+link_app.command("decline-incoming")(link_decline_incoming)
 
 console = Console()
 

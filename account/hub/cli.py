@@ -1,5 +1,6 @@
 """CLI for the hub: ``tix exchange serve``, ``tix hub register|search|invite`` and
-``tix link inbox|accept-incoming`` (registered on the existing apps in ``account/cli.py``)."""
+``tix link inbox|accept-incoming|decline-incoming`` (registered on the existing apps in
+``account/cli.py``)."""
 
 from __future__ import annotations
 
@@ -147,3 +148,20 @@ def link_accept_incoming(
         except (AccountError, HTTPException) as exc:
             raise _fail(exc) from exc
         console.print(f"linked to [bold]{link.peer_account}[/] (link {link.id})")
+
+
+def link_decline_incoming(
+    invitation_id: Annotated[str, typer.Argument(help="the id tix link inbox shows")],
+) -> None:
+    """Decline an invitation from the hub inbox: the hub drops it, nothing is linked."""
+    from fastapi import HTTPException
+
+    from account.bootstrap import build_context
+    from account.hub import service
+
+    ctx = build_context(Settings())
+    try:
+        declined = asyncio.run(service.decline_incoming(ctx, invitation_id))
+    except (AccountError, HTTPException) as exc:
+        raise _fail(exc) from exc
+    console.print(f"declined the invitation from [bold]{declined['from']}[/]")

@@ -149,6 +149,19 @@ def test_two_nodes_link_through_the_hub_and_the_hub_audits_and_replays(
         assert link["partner"] == acme.account_id and link["direction"] == "upstream"
         assert bravo.call("GET", "/api/v1/links/incoming")["items"] == []
         bravo.call("POST", f"/api/v1/links/incoming/{item['id']}/accept", expect=404)
+        # A second invitation is declined from the CLI: the hub drops it, nothing is linked.
+        acme.call("POST", "/api/v1/hub/invitations", json={"to": bravo.account_id})
+        [second] = bravo.call("GET", "/api/v1/links/incoming")["items"]
+        declined = subprocess.run(
+            [TIX, "link", "decline-incoming", second["id"]],
+            env=bravo.env({"TIX_HUB_URL": hub.url}),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        assert acme.account_id in declined.stdout.decode()
+        assert bravo.call("GET", "/api/v1/links/incoming")["items"] == []
+        assert len(bravo.call("GET", "/api/v1/links")["items"]) == 1
 
         def linked() -> bool:
             links = acme.call("GET", "/api/v1/links")["items"]

@@ -209,9 +209,11 @@ async def test_an_admin_finds_a_company_invites_it_and_the_other_accepts_in_one_
                 r'class="hub-row incoming" data-from="[^"]+" data-id="([^"]+)"', page
             )
             assert len(second) == 1
-            declined = await follow(
-                b, await b.post(f"/ui/links/incoming/{second[0]}/decline", data={"csrf": b_csrf})
-            )
+            decline = f"/ui/links/incoming/{second[0]}/decline"
+            assert (await b.post(decline, data={"csrf": a_csrf})).status_code == 403
+            assert (await b.post(decline, data={})).status_code == 403
+            assert len(_pending_at_hub(hub)) == 1
+            declined = await follow(b, await b.post(decline, data={"csrf": b_csrf}))
             assert flashes(declined) == ["Invitation from ACME Lifts declined."]
             assert _pending_at_hub(hub) == []
             with Session(bravo.engine) as session:
