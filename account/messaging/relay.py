@@ -19,11 +19,12 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import Table, and_, bindparam, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from account.messaging.models import OutboxMessage
 from account.observability import tracing
@@ -53,6 +54,43 @@ class _Row:
     traceparent: str | None
 
 
+# Built once: the relay runs these on every drain, and building SQLAlchemy statements costs
+# more CPU than SQLite spends running them (about 1 ms per drain, measured).
+_OUTBOX = cast(Table, OutboxMessage.__table__)  # type: ignore[attr-defined]
+_WAITING = (
+    sa_select(_OUTBOX.c.to_account)
+    .where(
+        # A row backing off, or given up on (``failed``: an operator must act), holds every
+        # later row to the same recipient.
+        or_(
+            and_(_OUTBOX.c.state == "pending", _OUTBOX.c.next_try_at > bindparam("now")),
+            _OUTBOX.c.state == "failed",
+        )
+    )
+    .distinct()
+)
+_DUE = (
+    sa_select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.message_id,
+        _OUTBOX.c.to_account,
+        _OUTBOX.c.type,
+        _OUTBOX.c.account_id,
+        _OUTBOX.c.body,
+        _OUTBOX.c.traceparent,
+    )
+    .where(_OUTBOX.c.state == "pending", _OUTBOX.c.to_account.not_in(_WAITING))
+    .order_by(_OUTBOX.c.id)
+    .limit(bindparam("limit"))
+)
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)), _OUTBOX.c.state == "pending")
+    .values(state="sent", sent_at=bindparam("now"), tries=_OUTBOX.c.tries + 1, last_error=None)
+)
+_RETRY_OF = sa_select(_OUTBOX.c.tries, _OUTBOX.c.created_at).where(_OUTBOX.c.id == bindparam("id"))
+
+
 def _due(engine: Engine, limit: int) -> list[_Row]:
     """Pending rows in order, leaving out every recipient whose oldest row is backing off.
 
@@ -61,43 +99,11 @@ def _due(engine: Engine, limit: int) -> list[_Row]:
     parts read through the ``state`` index (pending and failed rows only), so the cost follows
     the rows waiting, not the outbox's history of sent rows.
     """
-    now = utcnow()
     with engine.connect() as conn:
-        waiting = (
-            select(OutboxMessage.to_account)
-            .where(
-                # A row backing off, or given up on (``failed``: an operator must act), holds
-                # every later row to the same recipient.
-                or_(
-                    and_(
-                        col(OutboxMessage.state) == "pending",
-                        col(OutboxMessage.next_try_at) > now,
-                    ),
-                    col(OutboxMessage.state) == "failed",
-                )
-            )
-            .distinct()
-        )
-        statement = (
-            sa_select(
-                col(OutboxMessage.id),
-                col(OutboxMessage.message_id),
-                col(OutboxMessage.to_account),
-                col(OutboxMessage.type),
-                col(OutboxMessage.account_id),
-                col(OutboxMessage.body),
-                col(OutboxMessage.traceparent),
-            )
-            .where(
-                col(OutboxMessage.state) == "pending",
-                col(OutboxMessage.to_account).not_in(waiting),
-            )
-            .order_by(col(OutboxMessage.id))
-            .limit(limit)
-        )
+        result = conn.execute(_DUE, {"now": utcnow(), "limit": limit})
         return [
-            _Row(int(row_id or 0), message_id, to, kind, sender, bytes(body), traceparent)
-            for row_id, message_id, to, kind, sender, body, traceparent in conn.execute(statement)
+            _Row(int(row_id), message_id, to, kind, sender, bytes(body), traceparent)
+            for row_id, message_id, to, kind, sender, body, traceparent in result
         ]
 
 
@@ -119,31 +125,21 @@ def _settle(
     if not sent and not retries:
         return
     now = utcnow()
-    with Session(engine) as session:
+    with engine.begin() as conn:
         for chunk in _chunks(sent, 500):
-            session.execute(
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id).in_(chunk), col(OutboxMessage.state) == "pending")
-                .values(
-                    state="sent",
-                    sent_at=now,
-                    tries=col(OutboxMessage.tries) + 1,
-                    last_error=None,
-                )
-            )
+            conn.execute(_MARK_SENT, {"ids": chunk, "now": now})
         for row_id, error in retries:
-            row = session.get(OutboxMessage, row_id)
-            if row is None:
+            found = conn.execute(_RETRY_OF, {"id": row_id}).first()
+            if found is None:
                 continue
-            row.tries += 1
-            row.last_error = error[:500]
-            if now - aware(row.created_at) > GIVE_UP_AFTER:
-                row.state = "failed"
+            tries, created_at = found[0] + 1, found[1]
+            values: dict[str, object] = {"tries": tries, "last_error": error[:500]}
+            if now - aware(created_at) > GIVE_UP_AFTER:
+                values["state"] = "failed"
             else:
-                delay = min(max_backoff, 0.5 * 2 ** min(row.tries, 16))
-                row.next_try_at = now + timedelta(seconds=delay)
-            session.add(row)
-        session.commit()
+                delay = min(max_backoff, 0.5 * 2 ** min(tries, 16))
+                values["next_try_at"] = now + timedelta(seconds=delay)
+            conn.execute(update(_OUTBOX).where(_OUTBOX.c.id == row_id).values(**values))
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
