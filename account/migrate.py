@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import subprocess
 import sys
 import tempfile
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from alembic import command
-from alembic.config import Config
-from alembic.operations import ops
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Column, TypeDecorator, create_engine, inspect, pool, text
 from sqlalchemy.engine import Engine
 from sqlmodel.sql.sqltypes import AutoString
 
 from account.tickets.search import TRGM_INDEX
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported only where a migration runs or is written: ``tix node serve`` checks the
+# revision without it (alembic.runtime.migration alone is about 10 MiB of resident memory).
 
 log = logging.getLogger("tix.migrate")
 
@@ -43,24 +45,47 @@ class SchemaOutOfDate(RuntimeError):
 
 def alembic_config(url: str) -> Config:
     """An Alembic configuration for the database at ``url`` (no alembic.ini needed)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(SCRIPTS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
+_REVISION = re.compile(r"^(revision|down_revision)\b[^=\n]*=\s*(None|\"[^\"]+\")", re.MULTILINE)
+
+
 def head() -> str:
-    """The newest revision of the scripts."""
-    revision = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    if revision is None:
-        raise RuntimeError(f"no migration scripts in {SCRIPTS}")
-    return revision
+    """The newest revision of the scripts: the one no other revises.
+
+    Read from the scripts' ``revision`` / ``down_revision`` lines, as Alembic writes them;
+    ``tests/integration/test_migrations.py`` checks it is Alembic's own answer.
+    """
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in (SCRIPTS / "versions").glob("*.py"):
+        found = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
+        if "revision" not in found:
+            continue
+        revisions.add(found["revision"].strip('"'))
+        if found.get("down_revision", "None") != "None":
+            revised.add(found["down_revision"].strip('"'))
+    heads = revisions - revised
+    if len(heads) != 1:
+        raise RuntimeError(f"expected one newest migration script in {SCRIPTS}, found {heads}")
+    return heads.pop()
 
 
 def current(engine: Engine) -> str | None:
     """The database's revision, or None when it has no version table."""
+    if VERSION_TABLE not in inspect(engine).get_table_names():
+        return None
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()  # noqa: S608
+    if len(rows) > 1:
+        raise RuntimeError(f"the database has several schema revisions: {sorted(rows)}")
+    return str(rows[0]) if rows else None
 
 
 def _is_legacy(engine: Engine) -> bool:
@@ -70,6 +95,8 @@ def _is_legacy(engine: Engine) -> bool:
 
 def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
     """Upgrade the database at ``url``; return its revision before and after."""
+    from alembic import command
+
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         config = alembic_config(url)
@@ -91,6 +118,8 @@ def prepare(url: str) -> tuple[str | None, str]:
     running every revision (``tests/integration/test_migrations.py`` checks that head matches
     the models). A database that has the tables is upgraded through the revisions.
     """
+    from alembic import command
+
     from account.db import create_tables
 
     engine = create_engine(url, poolclass=pool.NullPool)
@@ -128,6 +157,7 @@ def check_current(engine: Engine) -> None:
 def differences(url: str) -> list[object]:
     """What autogenerate finds between the database at ``url`` and the node's models."""
     from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
     from sqlmodel import SQLModel
 
     import account.models  # noqa: F401  (registers the node's tables)
@@ -149,6 +179,8 @@ def make_revision(message: str) -> Path | None:
     Compares the models with a scratch SQLite database upgraded to head, so no real database
     is needed; the script is formatted and linted with the project's ruff when it is there.
     """
+    from alembic import command
+
     with tempfile.TemporaryDirectory(prefix="tix-revision-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'head.db'}"
         upgrade(url)
@@ -233,6 +265,8 @@ def _server_default(table: str, column: str) -> Any:
 
 
 def _add_server_defaults(operations: Any) -> None:
+    from alembic.operations import ops
+
     for operation in getattr(operations, "ops", []):
         if isinstance(operation, ops.AddColumnOp):
             column = operation.column

@@ -270,3 +270,33 @@ def test_tix_db_current_and_upgrade_and_serve_refusing_an_old_schema(tmp_path: P
         assert "alembic_version" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_head_read_from_the_scripts_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    assert migrate.head() == scripts.get_current_head()
+
+
+def test_checking_the_revision_does_not_load_alembic(tmp_path: Path) -> None:
+    """``tix node serve`` checks the schema without Alembic in memory (about 10 MiB)."""
+    import subprocess
+    import sys
+
+    url = sqlite_url(tmp_path)
+    migrate.upgrade(url)
+    code = (
+        "import sys\n"
+        "from account import bootstrap, migrate\n"
+        "from account.db import make_engine\n"
+        f"engine = make_engine({url!r})\n"
+        "migrate.check_current(engine)\n"
+        "assert migrate.current(engine) == migrate.head(), migrate.current(engine)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('alembic')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
