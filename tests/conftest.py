@@ -1,4 +1,11 @@
-"""Shared fixtures: a work directory for node processes and the machine's RabbitMQ."""
+"""Shared fixtures: the database backend, node processes and the machine's RabbitMQ.
+
+``db_backend`` is the one place that chooses the database: a session-scoped fixture
+parametrised with SQLite and PostgreSQL. Every fixture that builds a node's database asks for
+it (``nodes``, ``private_nodes``, ``engine`` and the harnesses that take it: ``Net``, the fault
+chain), so a test that uses one of them runs twice, ``[sqlite]`` and ``[postgresql]``, without
+asking; ``-m "not needs_postgres"`` runs the SQLite half only.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.nodes import MACHINE_AMQP_URL, NodeFactory, NodeProcess, delete_queues, run_id
+from tests.support.db import BACKENDS, flush_drops, require_postgres
+from tests.support.nodes import MACHINE_AMQP_URL, NodeFactory, node_factory
 from tests.support.private_broker import PrivateBroker, free_port, skip_or_fail
 
 
@@ -39,30 +47,31 @@ def amqp_url() -> str:
     return MACHINE_AMQP_URL
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """``"sqlite"`` or ``"postgresql"``: every test using it runs once on each."""
+    backend: str = request.param
+    if backend == "postgresql":
+        require_postgres()
+    return backend
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Drop the PostgreSQL databases still waiting for it (tests.support.db)."""
+    flush_drops()
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
 @pytest.fixture
-def nodes(amqp_url: str, tmp_path: Path) -> Iterator[NodeFactory]:
-    """Start node processes with run-unique account ids; stop them and drop their queues after."""
-    suffix = run_id()
-    started: list[NodeProcess] = []
-
-    def make(name: str, *, start: bool = True, **kwargs: object) -> NodeProcess:
-        kwargs.setdefault("amqp_url", amqp_url)
-        node = NodeProcess(f"{name}-{suffix}", tmp_path, **kwargs)  # type: ignore[arg-type]
-        node.init()
-        started.append(node)
-        if start:
-            node.start()
-        return node
-
-    yield make
-    for node in started:
-        node.close()
-    delete_queues(amqp_url, [node.account_id for node in started])
+def nodes(amqp_url: str, tmp_path: Path, db_backend: str) -> Iterator[NodeFactory]:
+    """Start node processes with run-unique account ids, each on a new database of
+    ``db_backend``; stop them, drop their queues and databases after."""
+    with node_factory(amqp_url, tmp_path, db_backend) as make:
+        yield make
 
 
 @pytest.fixture

@@ -1,36 +1,16 @@
-"""One-level delegation between two node processes over the machine's RabbitMQ."""
+"""One-level delegation between two node processes over the machine's RabbitMQ (each test
+with node processes runs on SQLite and PostgreSQL: the ``nodes`` fixture)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-
-import pytest
-
-from tests.support.db import BACKENDS, database_url
 from tests.support.nodes import NodeFactory, eventually, link, offered_ref
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[], str]]:
-    """Fresh database URLs of one backend, one per node (SQLite files or PostgreSQL databases)."""
-    with ExitStack() as stack:
-
-        def fresh() -> str:
-            if request.param == "sqlite":
-                return ""  # the node's default: SQLite under its data directory
-            return stack.enter_context(database_url(request.param, tmp_path_factory.mktemp("db")))
-
-        yield fresh
-
-
 def test_invite_accept_delegate_work_and_resolve_is_seen_by_the_upstream(
-    nodes: NodeFactory, backend: Callable[[], str]
+    nodes: NodeFactory,
 ) -> None:
-    acme = nodes("acme", label="ACME Vendor", database_url=backend())
-    northwind = nodes("northwind", label="Northwind Services", database_url=backend())
+    acme = nodes("acme", label="ACME Vendor")
+    northwind = nodes("northwind", label="Northwind Services")
     link(acme, northwind, {"disclose_subcontractors": "named"})
 
     links = northwind.call("GET", "/api/v1/links")["items"]

@@ -30,8 +30,11 @@ async def run(backend: str) -> list[Verdict]:
                 return [await check(w, case) for case in CASES]
 
 
-def run_wire() -> list[WireVerdict]:
-    with tempfile.TemporaryDirectory(prefix="tix-hostile-wire-") as tmp, wire(Path(tmp)) as w:
+def run_wire(backend: str) -> list[WireVerdict]:
+    with (
+        tempfile.TemporaryDirectory(prefix="tix-hostile-wire-") as tmp,
+        wire(Path(tmp), backend) as w,
+    ):
         return [check_wire(w, case) for case in WIRE_CASES]
 
 
@@ -57,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     console = Console(width=200)
     console.print(table)
-    wire_verdicts = run_wire()
-    wire_table = Table(title="Tix hostile envelopes (in-process inbox)")
+    wire_verdicts = run_wire(backend)
+    wire_table = Table(title=f"Tix hostile envelopes (in-process inbox, {backend})")
     for column in ("case", "expected", "got", "nothing else changed", "next applied", "result"):
         wire_table.add_column(column)
     for w in wire_verdicts:

@@ -47,10 +47,10 @@ def test_a_500_character_actor_from_the_wire_fits_the_timeline(engine: Engine) -
 
 
 def test_a_value_the_database_refuses_is_a_rejection_not_a_retry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_backend: str
 ) -> None:
     """Any ``DataError`` while applying (a column limit nobody checked) rejects the message."""
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         chain = build_chain(net, ChainShape(depth=1))
         net.set_status("l1", chain.numbers["l1"], "in_progress")
         status = net.index(type="ticket.status", sender="l1")

@@ -14,8 +14,8 @@ from tests.hostile.wire_cases import WIRE_CASES, Wire, WireCase, check_wire, wir
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wire]:
-    with wire(tmp_path_factory.mktemp("hostile-wire")) as w:
+def federation(tmp_path_factory: pytest.TempPathFactory, db_backend: str) -> Iterator[Wire]:
+    with wire(tmp_path_factory.mktemp("hostile-wire"), db_backend) as w:
         yield w
 
 

@@ -127,9 +127,9 @@ class Wire:
 
 
 @contextmanager
-def wire(directory: Path) -> Iterator[Wire]:
-    """Build the federation of the module docstring under ``directory``."""
-    with Net(directory) as net:
+def wire(directory: Path, backend: str) -> Iterator[Wire]:
+    """Build the federation of the module docstring under ``directory`` on ``backend``."""
+    with Net(directory, backend) as net:
         chain = build_chain(net, ChainShape(depth=1))
         net.add_peer("sus")
         sus_link = net.link("gc", "sus")

@@ -13,8 +13,9 @@ from tests.support.inproc import Net
 
 def test_a_partner_may_not_pass_on_a_ticket_whose_contract_forbids_sub_delegation(
     tmp_path: Path,
+    db_backend: str,
 ) -> None:
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         for name in ("gc", "mid", "leaf", "other"):
             net.add_peer(name)
         net.link("gc", "mid", Contract(allow_subdelegation=False))
@@ -43,8 +44,10 @@ def test_a_partner_may_not_pass_on_a_ticket_whose_contract_forbids_sub_delegatio
         assert not any(net.rejected().values())
 
 
-def test_a_ticket_outside_the_contracts_categories_cannot_be_delegated(tmp_path: Path) -> None:
-    with Net(tmp_path) as net:
+def test_a_ticket_outside_the_contracts_categories_cannot_be_delegated(
+    tmp_path: Path, db_backend: str
+) -> None:
+    with Net(tmp_path, db_backend) as net:
         net.add_peer("gc")
         net.add_peer("hvac")
         net.link("gc", "hvac", Contract(categories=["hvac"]))

@@ -60,9 +60,9 @@ def _page(peer: Peer, *, batched: bool) -> tuple[list[dict[str, Any]], int]:
 
 
 def test_a_batched_page_shows_the_same_as_ticket_by_ticket_in_a_fixed_number_of_queries(
-    tmp_path: Path, clock: FrozenClock
+    tmp_path: Path, clock: FrozenClock, db_backend: str
 ) -> None:
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         for name in ("gc", "l1", "l2", "l2b"):
             net.add_peer(name)
         # l1's deadline is tighter than what it gives l2: a squeeze on l1's outgoing delegation.

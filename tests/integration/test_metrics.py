@@ -170,8 +170,9 @@ async def test_a_request_continues_an_incoming_trace_or_starts_one_for_its_envel
 
 async def test_a_trace_follows_a_chain_from_the_request_through_relay_and_inbox(
     tmp_path: Path,
+    db_backend: str,
 ) -> None:
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         up, down = net.add_peer("acme"), net.add_peer("north")
         net.link("acme", "north", Contract(auto_accept=True))
         number = net.open_ticket("acme")

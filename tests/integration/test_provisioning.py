@@ -195,11 +195,11 @@ async def take_one(transport: AmqpTransport, account: str) -> Delivery:
 
 
 def test_a_provisioned_pair_exchanges_a_delegation_and_a_third_cannot_replay_it(
-    broker: PrivateBroker, tmp_path: Path
+    broker: PrivateBroker, tmp_path: Path, db_backend: str
 ) -> None:
     users = provision(broker, "acme", "bravo", "mallory")
     acme, bravo, mallory = users["acme"], users["bravo"], users["mallory"]
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         up = net.add_peer(acme.account_id)
         down = net.add_peer(bravo.account_id)
         net.link(acme.account_id, bravo.account_id)

@@ -71,12 +71,14 @@ def settings_of(net: Net, tmp_path: Path) -> Settings:
         account_id="acme",
         data_dir=tmp_path,
         key_file=key_file,
-        database_url=f"sqlite:///{net.directory / 'acme.db'}",
+        database_url=net.urls["acme"],
     )
 
 
-def test_the_old_key_works_inside_the_overlap_and_not_after(tmp_path: Path) -> None:
-    with frozen_clock(START) as clock, Net(tmp_path / "net") as net:
+def test_the_old_key_works_inside_the_overlap_and_not_after(
+    tmp_path: Path, db_backend: str
+) -> None:
+    with frozen_clock(START) as clock, Net(tmp_path / "net", db_backend) as net:
         acme = net.add_peer("acme")
         net.add_peer("north")
         net.link("acme", "north")
@@ -109,8 +111,10 @@ def test_the_old_key_works_inside_the_overlap_and_not_after(tmp_path: Path) -> N
         assert offer(net) == "applied"
 
 
-def test_a_rekey_signed_by_an_unknown_or_a_previous_key_is_refused(tmp_path: Path) -> None:
-    with frozen_clock(START), Net(tmp_path / "net") as net:
+def test_a_rekey_signed_by_an_unknown_or_a_previous_key_is_refused(
+    tmp_path: Path, db_backend: str
+) -> None:
+    with frozen_clock(START), Net(tmp_path / "net", db_backend) as net:
         acme = net.add_peer("acme")
         net.add_peer("north")
         net.link("acme", "north")
@@ -133,8 +137,10 @@ def test_a_rekey_signed_by_an_unknown_or_a_previous_key_is_refused(tmp_path: Pat
         )
 
 
-def test_a_rekey_crosses_a_suspended_link_and_a_huge_overlap_is_capped(tmp_path: Path) -> None:
-    with frozen_clock(START) as clock, Net(tmp_path / "net") as net:
+def test_a_rekey_crosses_a_suspended_link_and_a_huge_overlap_is_capped(
+    tmp_path: Path, db_backend: str
+) -> None:
+    with frozen_clock(START) as clock, Net(tmp_path / "net", db_backend) as net:
         net.add_peer("acme")
         north = net.add_peer("north")
         net.link("acme", "north")
@@ -165,8 +171,10 @@ def test_a_rekey_crosses_a_suspended_link_and_a_huge_overlap_is_capped(tmp_path:
         assert granted == keys.MAX_OVERLAP
 
 
-def test_an_unfinished_rotation_is_refused_and_changes_nothing(tmp_path: Path) -> None:
-    with frozen_clock(START), Net(tmp_path / "net") as net:
+def test_an_unfinished_rotation_is_refused_and_changes_nothing(
+    tmp_path: Path, db_backend: str
+) -> None:
+    with frozen_clock(START), Net(tmp_path / "net", db_backend) as net:
         net.add_peer("acme")
         net.add_peer("north")
         net.link("acme", "north")

@@ -78,8 +78,9 @@ class Built:
 class ChainCache:
     """Builds each chain shape once; every run forks the built databases into a fresh dir."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend: str) -> None:
         self.root = root
+        self.backend = backend
         self.built: dict[ChainShape, Built] = {}
         # JWT ``iat`` is checked against the real clock: start the frozen one in the past.
         self.start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -88,7 +89,7 @@ class ChainCache:
         if shape not in self.built:
             directory = self.root / f"chain-{len(self.built)}"
             with frozen_clock(self.start) as clock:
-                net = Net(directory)
+                net = Net(directory, self.backend)
                 chain = build_chain(net, shape, clock)
                 self.built[shape] = Built(net=net, chain=chain, end=clock.now)
             assert not net.network
@@ -101,8 +102,8 @@ class ChainCache:
 
 
 @pytest.fixture(scope="module")
-def chains(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainCache]:
-    cache = ChainCache(tmp_path_factory.mktemp("chains"))
+def chains(tmp_path_factory: pytest.TempPathFactory, db_backend: str) -> Iterator[ChainCache]:
+    cache = ChainCache(tmp_path_factory.mktemp("chains"), db_backend)
     yield cache
     cache.close()
 

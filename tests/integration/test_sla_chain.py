@@ -113,9 +113,9 @@ def build(
 
 
 def test_a_breach_at_level_three_reaches_the_gc_once_with_its_level_and_company(
-    tmp_path: Path, clock: FrozenClock
+    tmp_path: Path, clock: FrozenClock, db_backend: str
 ) -> None:
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         c = build(net, clock)
         offered = c.delegation("l2", "out").offered_at
         assert c.sweep_all() == 0
@@ -186,8 +186,10 @@ def test_a_breach_at_level_three_reaches_the_gc_once_with_its_level_and_company(
         assert parse_instant(level3["due"]["resolve_by"]) == due
 
 
-def test_a_duplicated_event_is_recorded_once(tmp_path: Path, clock: FrozenClock) -> None:
-    with Net(tmp_path) as net:
+def test_a_duplicated_event_is_recorded_once(
+    tmp_path: Path, clock: FrozenClock, db_backend: str
+) -> None:
+    with Net(tmp_path, db_backend) as net:
         c = build(net, clock)
         clock.tick(61 * 60)
         for name in ("l3", "l2"):
@@ -207,9 +209,9 @@ def test_a_duplicated_event_is_recorded_once(tmp_path: Path, clock: FrozenClock)
 
 
 def test_anonymous_disclosure_hides_the_company_but_keeps_the_level(
-    tmp_path: Path, clock: FrozenClock
+    tmp_path: Path, clock: FrozenClock, db_backend: str
 ) -> None:
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         c = build(net, clock, disclosure="anonymous")
         clock.tick(61 * 60)
         c.sweep_all()
@@ -220,9 +222,9 @@ def test_anonymous_disclosure_hides_the_company_but_keeps_the_level(
 
 
 def test_a_node_down_across_the_deadline_emits_each_event_once_on_its_first_sweep(
-    tmp_path: Path, clock: FrozenClock
+    tmp_path: Path, clock: FrozenClock, db_backend: str
 ) -> None:
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         c = build(net, clock)
         offered = aware(c.delegation("l2", "out").offered_at)
         clock.tick(3 * 3600)  # nobody swept for three hours
@@ -234,9 +236,9 @@ def test_a_node_down_across_the_deadline_emits_each_event_once_on_its_first_swee
 
 
 def test_a_hold_moves_the_deadline_on_both_ends_by_the_time_on_hold(
-    tmp_path: Path, clock: FrozenClock
+    tmp_path: Path, clock: FrozenClock, db_backend: str
 ) -> None:
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         c = build(net, clock)
         before = aware(c.delegation("l2", "out").resolve_due_at)  # type: ignore[arg-type]
         assert aware(c.delegation("l3", "in").resolve_due_at) == before  # type: ignore[arg-type]
@@ -256,9 +258,9 @@ def test_a_hold_moves_the_deadline_on_both_ends_by_the_time_on_hold(
 
 
 def test_a_rework_restarts_the_resolution_clock_and_may_warn_again(
-    tmp_path: Path, clock: FrozenClock
+    tmp_path: Path, clock: FrozenClock, db_backend: str
 ) -> None:
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         c = build(net, clock)
         clock.tick(50 * 60)
         assert c.sweep_all() == 1  # warning, cycle 0
@@ -284,9 +286,9 @@ def test_a_rework_restarts_the_resolution_clock_and_may_warn_again(
 
 
 def test_a_downstream_deadline_after_our_own_is_a_squeeze(
-    tmp_path: Path, clock: FrozenClock
+    tmp_path: Path, clock: FrozenClock, db_backend: str
 ) -> None:
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         build(net, clock, contracts=(LOOSE, policy(60, 120), policy(10, 600)))
         with net.peers["l2"].session() as session:
             ticket = session.exec(select(Ticket)).one()
@@ -309,13 +311,13 @@ def test_a_downstream_deadline_after_our_own_is_a_squeeze(
 
 
 def test_sla_metrics_count_events_tickets_by_state_and_due_checks(
-    tmp_path: Path, clock: FrozenClock
+    tmp_path: Path, clock: FrozenClock, db_backend: str
 ) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from account.sla.metrics import SlaCollector
 
-    with Net(tmp_path) as net:
+    with Net(tmp_path, db_backend) as net:
         c = build(net, clock)
         clock.tick(61 * 60)
         c.sweep_all()

@@ -10,8 +10,10 @@ from account.tickets.models import Ticket, TicketEvent
 from tests.support.inproc import ChainShape, Net, build_chain
 
 
-def test_a_received_tickets_own_status_events_are_at_its_level(tmp_path: Path) -> None:
-    with Net(tmp_path) as net:
+def test_a_received_tickets_own_status_events_are_at_its_level(
+    tmp_path: Path, db_backend: str
+) -> None:
+    with Net(tmp_path, db_backend) as net:
         chain = build_chain(net, ChainShape(depth=2))
         net.set_status("l2", chain.numbers["l2"], "in_progress")
         net.drain_fifo()

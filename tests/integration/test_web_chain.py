@@ -68,8 +68,10 @@ async def gc_client(peer: Peer, workdir: Path) -> AsyncIterator[httpx.AsyncClien
 
 
 @pytest.fixture
-async def named(tmp_path: Path) -> AsyncIterator[tuple[Net, dict[str, str], httpx.AsyncClient]]:
-    with Net(tmp_path / "net") as net:
+async def named(
+    tmp_path: Path, db_backend: str
+) -> AsyncIterator[tuple[Net, dict[str, str], httpx.AsyncClient]]:
+    with Net(tmp_path / "net", db_backend) as net:
         chain = build_chain(net, ChainShape(depth=3, split=1))
         async with gc_client(net.peers["gc"], tmp_path) as client:
             yield net, chain.numbers, client
@@ -119,8 +121,10 @@ async def test_the_gc_sees_every_level_and_the_picture_changes_when_the_leaf_res
     assert f'data-poll="/ui/tickets/{numbers["gc"]}/chain"' in page
 
 
-async def test_what_a_link_does_not_disclose_never_reaches_the_picture(tmp_path: Path) -> None:
-    with Net(tmp_path / "net") as net:
+async def test_what_a_link_does_not_disclose_never_reaches_the_picture(
+    tmp_path: Path, db_backend: str
+) -> None:
+    with Net(tmp_path / "net", db_backend) as net:
         chain = build_chain(
             net, ChainShape(depth=3), contract=Contract(disclose_subcontractors="anonymous")
         )
@@ -129,7 +133,7 @@ async def test_what_a_link_does_not_disclose_never_reaches_the_picture(tmp_path:
     assert sorted(titles(svg)) == ["GC", "L1", "subcontractor, level 2", "subcontractor, level 3"]
     assert "L2" not in titles(svg) and "l2" not in svg and "l3" not in svg
 
-    with Net(tmp_path / "hidden") as net:
+    with Net(tmp_path / "hidden", db_backend) as net:
         chain = build_chain(
             net, ChainShape(depth=3), contract=Contract(disclose_subcontractors="hidden")
         )

@@ -1,10 +1,11 @@
 """A tiny in-process federation for DB-level tests: peers, a network of envelopes, a clock.
 
-Each ``Peer`` is one account node reduced to what the protocol needs: its own SQLite database
-file, an engine and an ``Identity`` with a fresh Ed25519 key. Peers share nothing; messages
-cross between them only as the signed bytes of an ``OutboxMessage`` row, fed to
-``account.messaging.inbox.receive`` at the recipient, exactly as the relay and the consumer
-would carry them.
+Each ``Peer`` is one account node reduced to what the protocol needs: its own database (a
+SQLite file copied from a template, or a PostgreSQL database cloned from one: ``Net``'s
+``backend``, the ``db_backend`` fixture), an engine and an ``Identity`` with a fresh Ed25519
+key. Peers share nothing; messages cross between them only as the signed bytes of an
+``OutboxMessage`` row, fed to ``account.messaging.inbox.receive`` at the recipient, exactly as
+the relay and the consumer would carry them.
 
 ``Net`` owns the peers and the **network**: a list of in-flight envelopes. ``collect()`` moves
 every pending outbox row of every peer into the network (marking the rows sent, as the relay
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, col, select
 
 import exchange.clock
@@ -54,6 +55,7 @@ from account.messaging.models import OutboxMessage, RejectedInbound
 from account.tickets import service as ticket_service
 from account.tickets.models import Ticket, TicketCreate
 from exchange.signing import generate_key
+from tests.support.db import postgres_database
 
 __all__ = [
     "OK_OUTCOMES",
@@ -190,11 +192,21 @@ class Delivered:
 
 
 class Net:
-    """Several peers and the envelopes travelling between them; nothing moves unless told."""
+    """Several peers and the envelopes travelling between them; nothing moves unless told.
 
-    def __init__(self, directory: Path) -> None:
+    ``backend`` ("sqlite" or "postgresql", a test's ``db_backend``) is where the peers'
+    databases live: SQLite files in ``directory``, or throw-away PostgreSQL databases dropped
+    after ``close``.
+    """
+
+    def __init__(self, directory: Path, backend: str) -> None:
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unknown backend {backend!r}")
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self.backend = backend
+        self.urls: dict[str, str] = {}
+        self._databases = contextlib.ExitStack()
         self.peers: dict[str, Peer] = {}
         self.network: list[InFlight] = []
         self.deliveries: list[Delivered] = []
@@ -209,6 +221,21 @@ class Net:
     def close(self) -> None:
         for peer in self.peers.values():
             peer.engine.dispose()
+        self._databases.close()
+
+    def _database(self, name: str, copy_of: str = "") -> str:
+        """A new database for peer ``name``: empty (every table) or a copy of ``copy_of``'s."""
+        if self.backend == "postgresql":
+            url = self._databases.enter_context(
+                postgres_database("tix_peer", tables=True, copy_of=copy_of)
+            )
+        else:
+            path = self.directory / f"{name}.db"
+            source = make_url(copy_of).database if copy_of else None
+            shutil.copyfile(source or _template_database(), path)
+            url = f"sqlite:///{path}"
+        self.urls[name] = url
+        return url
 
     def fork(self, directory: Path) -> Net:
         """A copy of this federation in ``directory``: the same peers with the same keys and a
@@ -217,15 +244,15 @@ class Net:
         Building a chain costs far more than copying one, and two forks of one chain start from
         exactly the same state (ids and timestamps included), so their outcomes compare.
         """
-        forked = Net(directory)
+        forked = Net(directory, self.backend)
         forked.labels.update(self.labels)
         for name, peer in self.peers.items():
-            peer.engine.dispose()  # the last connection closing checkpoints the WAL into the file
-            path = directory / f"{name}.db"
-            shutil.copyfile(self.directory / f"{name}.db", path)
+            # Nobody may be connected to a database PostgreSQL copies; for SQLite the last
+            # connection closing checkpoints the WAL into the file.
+            peer.engine.dispose()
             forked.peers[name] = Peer(
                 name=name,
-                engine=make_engine(f"sqlite:///{path}"),
+                engine=make_engine(forked._database(name, copy_of=self.urls[name])),
                 identity=peer.identity,
                 labels=forked.labels,
             )
@@ -236,11 +263,9 @@ class Net:
     def add_peer(self, name: str, label: str = "") -> Peer:
         if name in self.peers:
             raise ValueError(f"{name} is already a peer")
-        path = self.directory / f"{name}.db"
-        shutil.copyfile(_template_database(), path)
         peer = Peer(
             name=name,
-            engine=make_engine(f"sqlite:///{path}"),
+            engine=make_engine(self._database(name)),
             identity=Identity(account_id=name, label=label or name.upper(), key=generate_key()),
             labels=self.labels,
         )

@@ -15,12 +15,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+from tests.support.db import postgres_database
 from tests.support.private_broker import free_port
 
 PASSWORD = "node-password"
@@ -72,6 +74,13 @@ class NodeProcess:
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=15.0)
         self.log_path = workdir / f"{account_id}.log"
         self.starts = 0
+
+    @property
+    def db_url(self) -> str:
+        """The node's database: ``database_url``, or the SQLite file in its data directory."""
+        return (
+            self.database_url or f"sqlite:///{self.workdir / self.account_id / self.account_id}.db"
+        )
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TIX_", "FI_"))}
@@ -242,3 +251,31 @@ def delete_queues(url: str, accounts: list[str]) -> None:
         await transport.close()
 
     asyncio.run(run())
+
+
+@contextlib.contextmanager
+def node_factory(amqp_url: str, workdir: Path, backend: str) -> Iterator[NodeFactory]:
+    """Node processes on ``amqp_url`` with run-unique account ids, each on a new database of
+    ``backend`` ("sqlite": a file in its data directory, "postgresql": a throw-away database);
+    on exit they stop, and their queues and databases are dropped."""
+    suffix = run_id()
+    started: list[NodeProcess] = []
+    with ExitStack() as databases:
+
+        def make(name: str, *, start: bool = True, **kwargs: object) -> NodeProcess:
+            kwargs.setdefault("amqp_url", amqp_url)
+            if backend == "postgresql" and not kwargs.get("database_url"):
+                kwargs["database_url"] = databases.enter_context(postgres_database(tables=True))
+            node = NodeProcess(f"{name}-{suffix}", workdir, **kwargs)  # type: ignore[arg-type]
+            node.init()
+            started.append(node)
+            if start:
+                node.start()
+            return node
+
+        try:
+            yield make
+        finally:
+            for node in started:
+                node.close()
+            delete_queues(amqp_url, [node.account_id for node in started])
