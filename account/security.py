@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 import time
 
 import jwt
@@ -65,10 +66,17 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+# Each hash holds 128 * r * n bytes (16 MiB) while it runs: at most two at once, so a burst of
+# logins (up to 16 requests run at once, account/http_limit.py) costs 32 MiB, not 256 MiB, of
+# the node's memory (docs/performance.md, "Scale"). Two cores: no throughput is lost.
+_SCRYPT_AT_ONCE = threading.BoundedSemaphore(2)
+
+
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
-    return hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=dklen
-    )
+    with _SCRYPT_AT_ONCE:
+        return hashlib.scrypt(
+            password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=dklen
+        )
 
 
 def hash_password(password: str) -> str:

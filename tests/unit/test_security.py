@@ -306,3 +306,46 @@ def test_new_api_keys_are_unique() -> None:
 @pytest.mark.parametrize("key", ["tix_", "tix_short", "tix_" + "a" * 44, "tix_" + "!" * 43])
 def test_malformed_api_keys_are_recognised(key: str) -> None:
     assert not security.well_formed_api_key(key)
+
+
+def test_at_most_two_password_hashes_run_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each scrypt holds 16 MiB: a burst of logins must not hold 16 of them (node memory)."""
+    import threading
+
+    stored = security.hash_password("correct horse")
+    real = hashlib.scrypt
+    lock = threading.Lock()
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+    running = {"now": 0, "most": 0}
+
+    def counting(*args: Any, **kwargs: Any) -> bytes:
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        entered.release()
+        release.wait(30)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running["now"] -= 1
+
+    monkeypatch.setattr(hashlib, "scrypt", counting)
+    results: list[bool] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(security.verify_password("correct horse", stored))
+        )
+        for _ in range(6)
+    ]
+    for thread in threads:
+        thread.start()
+    assert entered.acquire(timeout=30) and entered.acquire(timeout=30)  # two are hashing
+    third = entered.acquire(timeout=0.5)  # the others wait for a slot
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert not third
+    assert running["most"] == 2
+    assert results == [True] * 6
