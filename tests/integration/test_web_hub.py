@@ -140,6 +140,8 @@ async def test_an_admin_finds_a_company_invites_it_and_the_other_accepts_in_one_
             everyone = (await a.get("/ui/links", params={"q": "-w"})).text
             assert 'data-account="acme-w"' not in everyone
             assert "No company matches." in (await a.get("/ui/links?q=zzz-nobody")).text
+            long = await a.get("/ui/links", params={"q": "b" * 5000})
+            assert long.status_code == 200 and "No company matches." in long.text
 
             # A forged or missing CSRF token sends nothing.
             for token in (None, "A" * 43, b_csrf):
