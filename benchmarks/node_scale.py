@@ -1,18 +1,23 @@
 """A node with a long history: API latency, 200 concurrent clients and memory (issue F7).
 
     .venv/bin/python benchmarks/node_scale.py --tickets 100000 --runs 3
+    .venv/bin/python benchmarks/node_scale.py --tickets 100000 --runs 2 --database postgres
     .venv/bin/python benchmarks/node_scale.py --tickets 2000 --requests 10 --json -   # quick
 
-**The node.** ``tix node init`` makes a node (SQLite, the default), then its database is seeded
-with ``benchmarks/sla_sweep.py``'s ``seed``: N tickets with one outgoing delegation each to one
-of five partners, realistic SLA histories and states, and their event records (SQLAlchemy core
-inserts in batches of 2 000). Then ``tix node serve`` runs it as a separate process on loopback
-with the machine's RabbitMQ (a run-unique account id; its queues are deleted afterwards).
+**The node.** ``tix node init`` makes a node (SQLite, the default; or ``--database postgres``: a
+run-unique database on 127.0.0.1:5432, or under ``TIX_BENCH_POSTGRES_URL``, dropped afterwards),
+then its database is seeded with ``benchmarks/sla_sweep.py``'s ``seed``: N tickets with one
+outgoing delegation each to one of five partners, realistic SLA histories and states, and their
+event records (SQLAlchemy core inserts in batches of 2 000); each ticket then gets a description
+of 150-400 characters (English, German and Russian phrases, a site code) for the search to
+read. Then ``tix node serve`` runs it as a separate process on loopback with the machine's
+RabbitMQ (a run-unique account id; its queues are deleted afterwards).
 
 **What is measured** (httpx against the running process, as the node's admin):
 
 * per endpoint, ``--requests`` sequential requests (after two warm-ups), p50/p95/max in ms:
-  the list (first page of 50; ``status``; ``partner``; ``q`` matching one ticket; ``sla``),
+  the list (first page of 50; ``status``; ``partner``; ``q`` matching a few tickets' titles;
+  ``q`` matching a site code in about 100 descriptions; ``q`` of two characters; ``sla``),
   a ticket page, its chain view and its timeline, each on tickets picked at random;
 * ``--clients`` (200) concurrent clients on loopback (asyncio + httpx, one connection each),
   each making ``--per-client`` requests alternating a list page and a ticket page: requests per
@@ -41,6 +46,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,12 +54,38 @@ from account.bench.figures import percentiles
 from account.bench.procs import Node, cpu_seconds, peak_rss_mib, rss_mib
 from account.bench.run import _delete_queues
 from account.db import make_engine
-from benchmarks.sla_sweep import seed
+from benchmarks.sla_sweep import node_database, seed
 
 MAX_TICKETS = 1_000_000
 MAX_REQUESTS = 10_000
 MAX_CLIENTS = 1_000
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+SITES = 997  # site codes in the descriptions: "site K-0..996", about N/997 tickets each
+PHRASES = (
+    "Customer reports the device does not respond after the last power cut.",
+    "Engineer on site found a loose cable; replaced the connector and tested.",
+    "Kartenleser meldet Fehler 0x3F, Gerät startet neu, Größe des Logs prüfen.",
+    "Druckerstau im Ausgabefach, Rolle ersetzt, Kunde informiert.",
+    "Принтер не печатает, картридж заменён, требуется проверка сети.",
+    "Банкомат не выдаёт наличные, ошибка диспенсера.",
+    "Waiting for spare parts from the warehouse (ETA 2 business days).",
+    "Remote reset did not help; 100% reproducible with the test card_7.",
+)
+
+
+def describe(engine: Any, tickets: int) -> None:
+    """Give every seeded ticket a description (the seed leaves them empty), in batches."""
+    rng = random.Random(5)  # noqa: S311  (reproducible data)
+    with engine.begin() as conn:
+        for first in range(1, tickets + 1, 2_000):
+            rows = [
+                {
+                    "i": i,
+                    "d": f"site K-{i % SITES} " + " ".join(rng.sample(PHRASES, rng.randint(2, 5))),
+                }
+                for i in range(first, min(first + 2_000, tickets + 1))
+            ]
+            conn.execute(text("UPDATE ticket SET description = :d WHERE id = :i"), rows)
 
 
 def _endpoints(tickets: int, rng: random.Random) -> dict[str, Any]:
@@ -70,6 +102,11 @@ def _endpoints(tickets: int, rng: random.Random) -> dict[str, Any]:
             "/api/v1/tickets",
             {"q": f"ticket {rng.randint(1, tickets)}"},
         ),
+        "list q=<site, ~0.1 %>": lambda: (
+            "/api/v1/tickets",
+            {"q": f"SITE K-{rng.randint(100, SITES - 1)} "},
+        ),
+        "list q=<2 characters>": lambda: ("/api/v1/tickets", {"q": rng.choice(["k-", "0x", "ён"])}),
         "list sla=breached": lambda: ("/api/v1/tickets", {"sla": "breached"}),
         "ticket page": lambda: (f"/api/v1/tickets/{number()}", {}),
         "chain view": lambda: (f"/api/v1/tickets/{number()}/chain", {}),
@@ -151,17 +188,36 @@ async def concurrent(
 
 def one_run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="tix-scale-"))
+    try:
+        with node_database(args.database) as url:
+            if args.database == "sqlite":
+                url = ""  # the node's own file under its data directory
+            return _measure(args, console, workdir, url)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, console: Console, workdir: Path, url: str) -> dict[str, Any]:
     extra = {"PYTHONPATH": args.pythonpath} if args.pythonpath else {}
+    if url:
+        extra["TIX_DATABASE_URL"] = url
     node = Node(f"scale-{os.urandom(3).hex()}", workdir, args.amqp_url, extra_env=extra)
     try:
         node.init()
-        engine = make_engine(f"sqlite:///{node.db_path}")
+        engine = make_engine(url or f"sqlite:///{node.db_path}")
         try:
-            console.print(f"seeding {args.tickets} tickets into {node.db_path} …")
+            console.print(f"seeding {args.tickets} tickets into {args.database} …")
             stats = seed(engine, node.account_id, args.tickets, progress=True)
+            started = time.perf_counter()
+            describe(engine, stats.tickets)
+            if engine.dialect.name == "postgresql":
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text("VACUUM ANALYZE ticket"))
+            described = time.perf_counter() - started
+            db_mib = _size_mib(engine, node)
         finally:
             engine.dispose()
-        console.print(f"seeded in {stats.seconds:.0f} s; starting the node")
+        console.print(f"seeded in {stats.seconds:.0f} + {described:.0f} s; starting the node")
         node.start()
         node.wait_ready(timeout=120)
         rss_idle = rss_mib(node.pid)
@@ -173,8 +229,9 @@ def one_run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         )
         return {
             "tickets": stats.tickets,
-            "seed_seconds": stats.seconds,
-            "db_mib": node.db_path.stat().st_size / 2**20,
+            "database": args.database,
+            "seed_seconds": stats.seconds + described,
+            "db_mib": db_mib,
             "load_average": load,
             "sequential": seq,
             "concurrent": conc,
@@ -188,7 +245,16 @@ def one_run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     finally:
         node.stop()
         asyncio.run(_delete_queues(args.amqp_url, [node.account_id]))
-        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _size_mib(engine: Any, node: Node) -> float:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            return (
+                float(conn.execute(text("SELECT pg_database_size(current_database())")).one()[0])
+                / 2**20
+            )
+    return node.db_path.stat().st_size / 2**20
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -217,7 +283,10 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> Table:
     med = result["median"]
-    out = Table(title=f"node with {result['tickets']} tickets, median of {result['runs']} runs")
+    out = Table(
+        title=f"node ({result['database']}) with {result['tickets']} tickets, "
+        f"median of {result['runs']} runs"
+    )
     out.add_column("figure")
     out.add_column("p50 ms", justify="right")
     out.add_column("p95 ms", justify="right")
@@ -252,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--per-client", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--amqp-url", default=os.environ.get("TIX_AMQP_URL", DEFAULT_AMQP_URL))
     parser.add_argument(
         "--pythonpath", default="", help="run the node from this source tree (before/after)"
@@ -266,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = [one_run(args, console) for _ in range(max(1, min(args.runs, 20)))]
     result = {
         "tickets": args.tickets,
+        "database": args.database,
         "runs": len(runs),
         "clients": args.clients,
         "median": median_of(runs),
