@@ -31,7 +31,7 @@ from account.messaging.models import OutboxMessage
 from account.users.models import User
 from exchange.hub.models import HubInvitation
 from exchange.signing import generate_key
-from tests.support.db import database_url, engine_for
+from tests.support.db import BACKENDS, database_url, engine_for
 from tests.support.hub import HubServer, serve_hub
 from tests.support.private_broker import free_port
 
@@ -47,8 +47,16 @@ def hub(tmp_path: Path) -> Iterator[HubServer]:
         yield server
 
 
-def _node(stack: ExitStack, tmp_path: Path, account: str, label: str, hub_url: str) -> NodeContext:
-    url = stack.enter_context(database_url("sqlite", tmp_path / account))
+def _node(
+    stack: ExitStack,
+    tmp_path: Path,
+    account: str,
+    label: str,
+    hub_url: str,
+    *,
+    backend: str = "sqlite",
+) -> NodeContext:
+    url = stack.enter_context(database_url(backend, tmp_path / account))
     engine = stack.enter_context(engine_for(url))
     settings = Settings(account_id=account, data_dir=tmp_path / account, hub_url=hub_url)
     with session_scope(engine) as session:
@@ -122,12 +130,13 @@ def _pending_at_hub(hub: HubServer) -> list[HubInvitation]:
         return list(session.exec(select(HubInvitation)).all())
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_an_admin_finds_a_company_invites_it_and_the_other_accepts_in_one_click(
-    hub: HubServer, tmp_path: Path
+    hub: HubServer, tmp_path: Path, backend: str
 ) -> None:
     with ExitStack() as stack:
-        acme = _node(stack, tmp_path, "acme-w", "ACME Lifts", hub.url)
-        bravo = _node(stack, tmp_path, "bravo-w", "Bravo Service", hub.url)
+        acme = _node(stack, tmp_path, "acme-w", "ACME Lifts", hub.url, backend=backend)
+        bravo = _node(stack, tmp_path, "bravo-w", "Bravo Service", hub.url, backend=backend)
         for ctx in (acme, bravo):
             await hub_service.register(ctx)
         async with browser(acme) as a, browser(bravo) as b:
