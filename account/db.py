@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -52,6 +53,45 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+_readers: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+
+
+def reader_for(engine: Engine) -> Engine:
+    """An engine for short reads of committed rows that must not queue behind the writer.
+
+    SQLite: a second pool of one ``query_only`` connection to the same file, without
+    ``BEGIN IMMEDIATE``: each statement reads the last committed WAL snapshot, so it neither
+    waits for the node's one write connection (held by an inbox apply or an HTTP request) nor
+    holds it up. The outbox relay reads its batch here (``account.messaging.relay``). Other
+    databases, and an in-memory SQLite (a second connection would be another database), get
+    the engine itself.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return engine
+    reader = _readers.get(engine)
+    if reader is None:
+        reader = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=QueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+        )
+
+        @event.listens_for(reader, "connect")
+        def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA query_only=ON")
+            cur.close()
+            dbapi_conn.isolation_level = None  # autocommit: one snapshot per statement
+
+        _readers[engine] = reader
+    return reader
 
 
 def create_tables(engine: Engine) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from account.db import reader_for
 from account.messaging.models import OutboxMessage
 from account.observability import tracing
 from exchange.clock import aware, utcnow
@@ -171,6 +172,8 @@ class OutboxRelay:
         if max_recipients_in_flight < 1:
             raise ValueError("max_recipients_in_flight must be at least 1")
         self._engine = engine
+        # Reads the batch without waiting for the node's write connection (SQLite).
+        self._reader = reader_for(engine)
         self._transport = transport
         self._poll = poll_seconds
         self._max_backoff = max_backoff
@@ -201,7 +204,7 @@ class OutboxRelay:
 
     async def drain_once(self) -> int:
         """Publish what is due; return how many rows were looked at."""
-        rows = await asyncio.to_thread(_due, self._engine, BATCH)
+        rows = await asyncio.to_thread(_due, self._reader, BATCH)
         if not rows:
             return 0
         by_recipient: dict[str, list[_Row]] = {}
