@@ -15,13 +15,11 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from account.context import Identity
-from account.delegations.models import Delegation
-from account.links.models import Link
-from account.tickets.models import Ticket
 from adapters.email import tokens
 from adapters.email.compose import Thread, compose
 from adapters.email.models import MailOutbox, MailParticipant, MailThread
 from adapters.email.settings import MailSettings
+from adapters.hosting import hooks
 from exchange.envelopes import Opened
 from schemas import messages as m
 
@@ -127,22 +125,11 @@ class Mailer:
         kind = _KINDS.get(opened.envelope.type)
         if kind is None:
             return
-        participant = session.exec(
-            select(MailParticipant).where(MailParticipant.account_id == identity.account_id)
-        ).first()
-        if participant is None:
-            return  # the adapter's own account, or someone else's
-        delegation = session.exec(
-            select(Delegation).where(
-                Delegation.account_id == identity.account_id,
-                Delegation.delegation_id == opened.envelope.subject,
-            )
-        ).first()
-        if delegation is None or delegation.role != "in":
+        found = hooks.incoming(session, MailParticipant, identity, opened.envelope.subject)
+        if found is None:
             return
-        ticket = session.get(Ticket, delegation.ticket_id)
-        link = session.get(Link, delegation.link_id)
-        if ticket is None or link is None:
+        participant, delegation, ticket, link = found
+        if link is None:
             return
         upstream = link.peer_label or link.peer_account
         values: dict[str, Any] = {

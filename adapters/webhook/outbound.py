@@ -11,12 +11,13 @@ from __future__ import annotations
 import uuid
 from typing import Any, Final
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from account.context import Identity
 from account.delegations.models import Delegation
 from account.links.models import Link
 from account.tickets.models import Ticket
+from adapters.hosting import hooks
 from adapters.webhook import mapping
 from adapters.webhook.models import WebhookOutbox, WebhookParticipant
 from adapters.webhook.participants import mapping_of
@@ -88,23 +89,10 @@ def on_applied(session: Session, identity: Identity, opened: Opened) -> None:
     event = EVENTS.get(opened.envelope.type)
     if event is None:
         return
-    participant = session.exec(
-        select(WebhookParticipant).where(WebhookParticipant.account_id == identity.account_id)
-    ).first()
-    if participant is None:
-        return  # the adapter's own account
-    delegation = session.exec(
-        select(Delegation).where(
-            Delegation.account_id == identity.account_id,
-            Delegation.delegation_id == opened.envelope.subject,
-        )
-    ).first()
-    if delegation is None or delegation.role != "in":
+    found = hooks.incoming(session, WebhookParticipant, identity, opened.envelope.subject)
+    if found is None:
         return
-    ticket = session.get(Ticket, delegation.ticket_id)
-    if ticket is None:
-        return
-    link = session.get(Link, delegation.link_id)
+    participant, delegation, ticket, link = found
     body = opened.body
     extra: dict[str, Any] = {}
     if isinstance(body, m.DelegationOffer):
