@@ -44,9 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -114,7 +116,35 @@ def _endpoints(tickets: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
-def sequential(node: Node, tickets: int, requests: int, timeout: float) -> dict[str, Any]:
+class DbCpu:
+    """CPU seconds of the PostgreSQL server processes serving the node's database (0 on SQLite).
+
+    The server runs on this machine: its backends for the database (``pg_stat_activity``) are
+    read from ``/proc``; a backend that appears during a phase counts from zero.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.name = make_url(url).database if url else ""
+
+    def sample(self) -> dict[int, float]:
+        if not self.url:
+            return {}
+        admin = make_url(self.url).set(drivername="postgresql", database="postgres")
+        dsn = admin.render_as_string(hide_password=False)
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            pids = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.name,)
+            ).fetchall()
+        return {int(pid): cpu_seconds(int(pid)) for (pid,) in pids}
+
+    def since(self, before: dict[int, float]) -> float:
+        return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in self.sample().items())
+
+
+def sequential(
+    node: Node, tickets: int, requests: int, timeout: float, db: DbCpu
+) -> dict[str, Any]:
     """p50/p95 of ``requests`` sequential requests per endpoint."""
     rng = random.Random(7)  # noqa: S311  (which tickets to ask for, not security)
     out: dict[str, Any] = {}
@@ -124,6 +154,7 @@ def sequential(node: Node, tickets: int, requests: int, timeout: float) -> dict[
         for name, make in _endpoints(tickets, rng).items():
             times: list[float] = []
             cpu = cpu_seconds(node.pid)
+            db_cpu = db.sample()
             for i in range(requests + 2):
                 if time.monotonic() > deadline:
                     break
@@ -137,12 +168,13 @@ def sequential(node: Node, tickets: int, requests: int, timeout: float) -> dict[
             out[name] = {
                 **percentiles(times),
                 "node_cpu_ms_per_request": (cpu_seconds(node.pid) - cpu) * 1000 / (len(times) + 2),
+                "db_cpu_ms_per_request": db.since(db_cpu) * 1000 / (len(times) + 2),
             }
     return out
 
 
 async def concurrent(
-    node: Node, tickets: int, clients: int, per_client: int, within: float
+    node: Node, tickets: int, clients: int, per_client: int, within: float, db: DbCpu
 ) -> dict[str, Any]:
     """``clients`` clients at once, each ``per_client`` requests (list page, ticket page, …)."""
     rng = random.Random(11)  # noqa: S311
@@ -168,6 +200,7 @@ async def concurrent(
             times.append((time.perf_counter() - started) * 1000)
 
     cpu = cpu_seconds(node.pid)
+    db_cpu = db.sample()
     async with httpx.AsyncClient(
         base_url=node.base_url, headers=headers, timeout=120.0, limits=limits
     ) as client:
@@ -183,6 +216,7 @@ async def concurrent(
         "latency_ms": percentiles(times),
         "errors": errors,
         "node_cpu_seconds": cpu_seconds(node.pid) - cpu,
+        "db_cpu_seconds": db.since(db_cpu),
     }
 
 
@@ -222,10 +256,11 @@ def _measure(args: argparse.Namespace, console: Console, workdir: Path, url: str
         node.wait_ready(timeout=120)
         rss_idle = rss_mib(node.pid)
         load = list(os.getloadavg())
-        seq = sequential(node, args.tickets, args.requests, args.timeout)
+        db = DbCpu(url)
+        seq = sequential(node, args.tickets, args.requests, args.timeout, db)
         rss_seq = rss_mib(node.pid)
         conc = asyncio.run(
-            concurrent(node, args.tickets, args.clients, args.per_client, args.timeout)
+            concurrent(node, args.tickets, args.clients, args.per_client, args.timeout, db)
         )
         return {
             "tickets": stats.tickets,
@@ -263,7 +298,7 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for name in runs[0]["sequential"]:
         med["sequential"][name] = {
             key: statistics.median(r["sequential"][name][key] for r in runs)
-            for key in ("p50", "p95", "max", "node_cpu_ms_per_request")
+            for key in ("p50", "p95", "max", "node_cpu_ms_per_request", "db_cpu_ms_per_request")
         }
     conc = [r["concurrent"] for r in runs]
     med["concurrent"] = {
@@ -274,6 +309,9 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": sum(sum(c["errors"].values()) for c in conc),
         "node_cpu_ms_per_request": statistics.median(
             c["node_cpu_seconds"] * 1000 / max(1, c["requests"]) for c in conc
+        ),
+        "db_cpu_ms_per_request": statistics.median(
+            c["db_cpu_seconds"] * 1000 / max(1, c["requests"]) for c in conc
         ),
     }
     for key in runs[0]["rss_mib"]:
@@ -291,9 +329,14 @@ def table(result: dict[str, Any]) -> Table:
     out.add_column("p50 ms", justify="right")
     out.add_column("p95 ms", justify="right")
     out.add_column("node CPU ms/request", justify="right")
+    out.add_column("PostgreSQL CPU ms/request", justify="right")
     for name, p in med["sequential"].items():
         out.add_row(
-            name, f"{p['p50']:.1f}", f"{p['p95']:.1f}", f"{p['node_cpu_ms_per_request']:.1f}"
+            name,
+            f"{p['p50']:.1f}",
+            f"{p['p95']:.1f}",
+            f"{p['node_cpu_ms_per_request']:.1f}",
+            f"{p['db_cpu_ms_per_request']:.1f}",
         )
     c = med["concurrent"]
     out.add_row(
@@ -302,6 +345,7 @@ def table(result: dict[str, Any]) -> Table:
         f"{c['p50']:.1f}",
         f"{c['p95']:.1f}",
         f"{c['node_cpu_ms_per_request']:.1f}",
+        f"{c['db_cpu_ms_per_request']:.1f}",
     )
     rss = med["rss_mib"]
     out.add_row(
