@@ -77,6 +77,7 @@ def _send(
     require_active: bool = True,
     sent_at: datetime | None = None,
     refresh: bool = True,
+    supersede: bool = False,
 ) -> None:
     link = _link(session, delegation)
     if require_active and link.state != "active":
@@ -96,6 +97,7 @@ def _send(
         subject=delegation.delegation_id,
         body=body,
         sent_at=sent_at,
+        supersede=supersede,
     )
 
 
@@ -246,8 +248,16 @@ def recall(
 
 
 def confirm(
-    *, session: Session, identity: Identity, delegation: Delegation, note: str, actor: str
+    *,
+    session: Session,
+    identity: Identity,
+    delegation: Delegation,
+    note: str,
+    actor: str,
+    roll_up_after: bool = True,
 ) -> None:
+    """Accept a partner's resolution; ``roll_up_after=False`` when the caller rolls up itself
+    (a cascade from our upstream's confirmation, which closes our ticket too)."""
     if delegation.role != "out" or delegation.state != "resolved":
         raise Conflict(f"a {delegation.state} delegation cannot be confirmed")
     delegation.state = "confirmed"
@@ -260,12 +270,20 @@ def confirm(
         body=m.ResolutionConfirm(note=note, confirmed_at=instant(utcnow())),
     )
     _record_on_ticket(session, delegation, "confirmed", actor, {})
-    roll_up(session=session, identity=identity, ticket=_ticket(session, delegation))
+    if roll_up_after:
+        roll_up(session=session, identity=identity, ticket=_ticket(session, delegation))
 
 
 def rework(
-    *, session: Session, identity: Identity, delegation: Delegation, reason: str, actor: str
+    *,
+    session: Session,
+    identity: Identity,
+    delegation: Delegation,
+    reason: str,
+    actor: str,
+    roll_up_after: bool = True,
 ) -> None:
+    """Return a partner's resolution; ``roll_up_after`` as for ``confirm``."""
     if delegation.role != "out" or delegation.state != "resolved":
         raise Conflict(f"a {delegation.state} delegation cannot be returned for rework")
     if not reason:
@@ -284,7 +302,8 @@ def rework(
         body=m.ResolutionRework(reason=reason, requested_at=instant(utcnow())),
     )
     _record_on_ticket(session, delegation, "rework", actor, {"reason": reason})
-    roll_up(session=session, identity=identity, ticket=_ticket(session, delegation))
+    if roll_up_after:
+        roll_up(session=session, identity=identity, ticket=_ticket(session, delegation))
 
 
 def _ticket(session: Session, delegation: Delegation) -> Ticket:
@@ -470,6 +489,7 @@ def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str =
         delegation=delegation,
         message_type="ticket.status",
         refresh=False,  # refreshed just above, before the subtree was built
+        supersede=True,  # state, not deltas: an unsent older roll-up says nothing more
         body=m.TicketStatus.model_validate(
             {
                 "ref": ticket.number,
@@ -851,6 +871,7 @@ def _down_confirm(
                 delegation=below,
                 note=body.note,
                 actor=d.peer_account,
+                roll_up_after=False,  # once, below, with every cascade in it
             )
     roll_up(session=session, identity=identity, ticket=ticket)
 
@@ -883,6 +904,7 @@ def _down_rework(
                 delegation=below,
                 reason=body.reason,
                 actor=d.peer_account,
+                roll_up_after=False,  # once, below, with every cascade in it
             )
     roll_up(session=session, identity=identity, ticket=ticket)
 
@@ -973,7 +995,8 @@ def delivery(
             .where(
                 OutboxMessage.account_id == delegation.account_id,
                 OutboxMessage.subject == delegation.delegation_id,
-                OutboxMessage.state != "sent",
+                # not "sent" and not "superseded" (a newer state went in its place)
+                col(OutboxMessage.state).in_(("pending", "failed")),
             )
             .order_by(col(OutboxMessage.id))
         ).all()

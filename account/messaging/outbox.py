@@ -3,6 +3,23 @@
 A state change and the envelopes it causes are written in one DB transaction; the relay
 (``account.messaging.relay``) publishes them after commit. Envelopes are signed here, at write
 time, so what leaves is exactly what was committed, whenever the broker comes back.
+
+**Superseding** (``supersede_pending``): a stateful envelope carries the sender's whole state
+about its subject (ARCHITECTURE §5), so when a newer one is written, an older one to the same
+recipient about the same subject that has not left yet says nothing the newer one does not.
+It is marked ``superseded`` in the writing transaction and the relay never publishes it. Only
+rows at the tail of that (recipient, subject) are superseded: a row with anything else about
+the subject after it (a comment, an SLA event, an accept) stays, so the recipient still applies
+every message in the order it was written, minus intermediate states. A superseded row has
+``tries == 0`` (a row the relay already failed to deliver keeps its place and its backoff).
+
+Safe against the relay reading the same rows concurrently: the relay reads a batch, publishes
+it, then marks rows ``sent`` only where they are still ``pending``. If it read the old row
+before the superseding transaction committed, the old row goes out anyway (and stays
+``superseded`` in the table) and the newer one follows it to the same recipient; the receiver
+applies both in ``seq`` order, or drops the older as stale. Either way the recipient ends in the
+newer state, and nothing that was not superseded is lost. A crash before the commit changes
+nothing (the old row stays ``pending``); after it, the newer row is committed ``pending``.
 """
 
 from __future__ import annotations
@@ -10,8 +27,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import Session
+from sqlalchemy import select, update
+from sqlmodel import Session, col
 
 from account.context import Identity
 from account.messaging.models import OutboxMessage
@@ -58,6 +75,47 @@ def enqueue(
     return row
 
 
+SUPERSEDED = "superseded"
+
+
+def supersede_pending(
+    *, session: Session, account_id: str, to: str, subject: str, message_type: str
+) -> int:
+    """Mark superseded the unsent ``message_type`` rows at the tail of (``to``, ``subject``).
+
+    Call it just before enqueueing a newer envelope of the same stateful type; returns how
+    many rows it superseded (see the module docstring for why this is safe).
+    """
+    rows = session.execute(
+        select(col(OutboxMessage.id), col(OutboxMessage.type), col(OutboxMessage.tries))
+        .where(
+            col(OutboxMessage.state) == "pending",
+            col(OutboxMessage.account_id) == account_id,
+            col(OutboxMessage.to_account) == to,
+            col(OutboxMessage.subject) == subject,
+        )
+        .order_by(col(OutboxMessage.id).desc())
+    ).all()
+    tail = []
+    for row_id, kind, tries in rows:
+        if kind != message_type or tries:
+            break
+        tail.append(row_id)
+    if not tail:
+        return 0
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            col(OutboxMessage.id).in_(tail),
+            col(OutboxMessage.state) == "pending",
+            col(OutboxMessage.tries) == 0,
+        )
+        .values(state=SUPERSEDED)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def next_seq(session: Session, table: Any, row_id: Any) -> int:
     """Take the next outgoing ``seq`` of a row atomically (``UPDATE … RETURNING``).
 
@@ -85,8 +143,21 @@ def enqueue_next(
     subject: str,
     body: WireModel,
     sent_at: datetime | None = None,
+    supersede: bool = False,
 ) -> OutboxMessage:
-    """Take the next ``seq`` of ``counter``'s row (a link or a delegation), then enqueue."""
+    """Take the next ``seq`` of ``counter``'s row (a link or a delegation), then enqueue.
+
+    ``supersede``: the body is the whole state of the subject, so unsent envelopes of the same
+    type at the tail of (``to``, ``subject``) are superseded (``supersede_pending``).
+    """
+    if supersede:
+        supersede_pending(
+            session=session,
+            account_id=identity.account_id,
+            to=to,
+            subject=subject,
+            message_type=message_type,
+        )
     seq = next_seq(session, counter, row_id)
     return enqueue(
         session=session,

@@ -108,7 +108,7 @@ class Chain:
         for node in self.nodes:
             with read_db(self.db(node)) as conn:
                 total += conn.execute(
-                    "SELECT count(*) FROM outboxmessage WHERE state != 'sent'"
+                    "SELECT count(*) FROM outboxmessage WHERE state NOT IN ('sent', 'superseded')"
                 ).fetchone()[0]
         return total
 

@@ -5,15 +5,21 @@ message exists once its origin committed its outbox row. ``snapshot`` reads one 
 file; ``check`` compares the snapshots of a chain ``gc → … → leaf``:
 
 * **lost**: an outbox row of one node to another node of the chain whose id is in neither the
-  recipient's inbox nor (for an expected reason) its rejected messages;
-* **unexpected**: an inbox row whose id no outbox of the chain ever held;
+  recipient's inbox nor (for an expected reason) its rejected messages. A row the sender marked
+  ``superseded`` (a newer envelope of the same stateful type, sender, recipient and subject was
+  written while it waited: ``account.messaging.outbox.supersede_pending``) need not arrive, but
+  then the recipient must have received one of the same type from that sender about that
+  subject with a higher ``seq``: otherwise its state was lost, and it counts as lost;
+* **unexpected**: an inbox row whose id no outbox of the chain ever held (superseded rows
+  included: the relay may have published one it read before it was superseded);
 * **duplicated effects**: an offer that made two tickets, a ticket delegated twice, a timeline
   event (same ticket, kind and detail) recorded twice, an inbox id recorded twice;
 * **order**: for every sender and subject, the ``seq`` of the stateful messages applied (in the
   order they were applied) strictly increases: state never moved backwards;
 * **convergence**: every ticket of the load reached its final state at every level (closed,
   delegation confirmed on both ends, the GC's roll-up of the whole subtree closed);
-* **rejections** other than the expected reasons, and outbox rows not ``sent`` (stuck).
+* **rejections** other than the expected reasons, and outbox rows neither ``sent`` nor
+  ``superseded`` (stuck).
 
 Transport duplicates (messages the inbox dropped as already seen) leave no row, so the caller
 passes them in from the nodes' counters; they are reported, never a failure.
@@ -82,9 +88,13 @@ def snapshot(account_id: str, path: Path) -> Snapshot:
             account_id=account_id,
             tickets=rows("SELECT * FROM ticket"),
             delegations=rows("SELECT * FROM delegation"),
-            outbox=rows(
-                "SELECT id, message_id, to_account, type, subject, state FROM outboxmessage"
-            ),
+            outbox=[
+                _with_seq(row)
+                for row in rows(
+                    "SELECT id, message_id, to_account, type, subject, state, body"
+                    " FROM outboxmessage"
+                )
+            ],
             inbox=rows(
                 "SELECT id, message_id, type, from_account, subject, seq, outcome"
                 " FROM inboxmessage ORDER BY id"
@@ -96,12 +106,19 @@ def snapshot(account_id: str, path: Path) -> Snapshot:
         )
 
 
+def _with_seq(row: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row with its envelope's ``seq`` instead of the whole signed body."""
+    body = row.pop("body")
+    return row | {"seq": int(json.loads(bytes(body))["seq"])}
+
+
 @dataclass
 class Verdict:
     """What the oracle found; ``ok`` when every must-be-empty list is empty."""
 
     tickets: int = 0
     messages: int = 0
+    superseded: int = 0  # outbox rows superseded by a newer state before they left
     transport_duplicates: int = 0
     lost: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
@@ -174,7 +191,9 @@ def _delivery(
                 continue
             verdict.messages += 1
             sent_ids.add(row["message_id"])
-            if row["state"] != "sent":
+            if row["state"] == "superseded":
+                verdict.superseded += 1
+            elif row["state"] != "sent":
                 verdict.stuck.append(f"{node.account_id}→{row['to_account']} {row['type']}")
         for row in node.rejected:
             if row["id"] <= rejected_before.get(node.account_id, 0):
@@ -188,12 +207,20 @@ def _delivery(
                 )
     for node in chain:
         received = {r["message_id"] for r in node.inbox}
+        newest: dict[tuple[str, str, str], int] = {}  # (sender, type, subject) -> highest seq
+        for r in node.inbox:
+            key = (r["from_account"], r["type"], r["subject"])
+            newest[key] = max(newest.get(key, 0), int(r["seq"]))
         for sender in chain:
             for row in sender.outbox:
-                if row["to_account"] == node.account_id and row["message_id"] not in received:
-                    verdict.lost.append(
-                        f"{sender.account_id}→{node.account_id} {row['type']} {row['message_id']}"
-                    )
+                if row["to_account"] != node.account_id or row["message_id"] in received:
+                    continue
+                key = (sender.account_id, row["type"], row["subject"])
+                if row["state"] == "superseded" and newest.get(key, 0) > int(row["seq"]):
+                    continue  # a newer state of the same subject arrived instead
+                verdict.lost.append(
+                    f"{sender.account_id}→{node.account_id} {row['type']} {row['message_id']}"
+                )
         for row in node.inbox:
             if row["from_account"] in by_account and row["message_id"] not in sent_ids:
                 verdict.unexpected.append(f"{node.account_id} {row['type']} {row['message_id']}")

@@ -69,7 +69,8 @@ def _assert_passed(result: Result, chain_logs: str = "") -> None:
     verdict = result.verdict
     print(
         f"{result.scenario}: {result.injected} faults, {verdict.tickets} tickets,"
-        f" {verdict.messages} messages, lost {len(verdict.lost)}, duplicated"
+        f" {verdict.messages} messages ({verdict.superseded} superseded before they left),"
+        f" lost {len(verdict.lost)}, duplicated"
         f" {len(verdict.duplicated)}, transport duplicates {verdict.transport_duplicates},"
         f" converged {result.converge_seconds:.1f} s after heal; {' '.join(result.notes)}"
     )

@@ -140,3 +140,37 @@ def test_rejections_fail_unless_expected_and_unsent_rows_are_stuck() -> None:
     assert expected.rejections == [] and expected.expected_rejections == 1
     earlier = check(chain, ["GC-1"], rejected_before={"leaf": 5})
     assert earlier.rejections == []
+
+
+def _superseded_roll_up(chain: list[Snapshot], *, newer_arrived: bool) -> None:
+    """The leaf wrote a roll-up (m6, seq 4) that superseded the one before it (m5, seq 3) while
+    that one waited; ``newer_arrived``: m6 reached the GC."""
+    leaf, gc = chain[1], chain[0]
+    leaf.outbox.append(_out("m5", "gc", "ticket.status", "d1") | {"state": "superseded", "seq": 3})
+    leaf.outbox.append(_out("m6", "gc", "ticket.status", "d1") | {"seq": 4})
+    if newer_arrived:
+        gc.inbox.append(_in(3, "m6", "leaf", "ticket.status", "d1", 4))
+
+
+def test_a_superseded_row_counts_as_delivered_when_a_newer_state_arrived() -> None:
+    chain = healthy()
+    _superseded_roll_up(chain, newer_arrived=True)
+    verdict = check(chain, ["GC-1"])
+    assert verdict.ok, verdict.summary()
+    assert (verdict.messages, verdict.superseded) == (6, 1)
+
+
+def test_a_superseded_row_whose_newer_state_never_arrived_is_lost() -> None:
+    chain = healthy()
+    _superseded_roll_up(chain, newer_arrived=False)
+    verdict = check(chain, ["GC-1"])
+    assert sorted(verdict.lost) == ["leaf→gc ticket.status m5", "leaf→gc ticket.status m6"]
+
+
+def test_a_superseded_row_the_relay_published_anyway_is_not_unexpected() -> None:
+    chain = healthy()
+    _superseded_roll_up(chain, newer_arrived=True)
+    chain[0].inbox.insert(2, _in(5, "m5", "leaf", "ticket.status", "d1", 3))
+    verdict = check(chain, ["GC-1"])
+    assert verdict.ok, verdict.summary()
+    assert verdict.unexpected == [] and verdict.superseded == 1
