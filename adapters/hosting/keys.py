@@ -9,6 +9,7 @@ until it is restarted, which partners accept inside the window: restart it withi
 
 from __future__ import annotations
 
+from sqlalchemy import inspect
 from sqlmodel import Session
 
 from account.config import Settings
@@ -25,6 +26,11 @@ def rotate(
     model = schema.participant_model()
     engine = make_engine(settings.db_url)
     try:
+        if str(model.__tablename__) not in inspect(engine).get_table_names():
+            raise RotationError(
+                f"the database {settings.db_url.split('@')[-1]} has no {schema.name} adapter "
+                f"tables: run this in the {schema.name} adapter's environment"
+            )
         with Session(engine) as session:
             row = session.exec(
                 participants.of_adapter(model, settings.account_id).where(
