@@ -47,10 +47,11 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
 def outbox(path: Path, since: datetime) -> list[dict[str, Any]]:
     with _connect(path) as db:
         rows = db.execute(
-            "SELECT message_id, type, to_account, created_at, sent_at, body FROM outboxmessage"
+            "SELECT message_id, type, to_account, created_at, sent_at, body, state"
+            " FROM outboxmessage"
         ).fetchall()
     out = []
-    for message_id, kind, to, created, sent, body in rows:
+    for message_id, kind, to, created, sent, body, state in rows:
         created_at = _instant(created)
         if created_at < since:
             continue
@@ -63,6 +64,7 @@ def outbox(path: Path, since: datetime) -> list[dict[str, Any]]:
                 "sent_at": _instant(sent) if sent else None,
                 "size": len(body),
                 "body": body,
+                "state": state,
             }
         )
     return out
@@ -110,8 +112,12 @@ def analyse(db_paths: list[Path], accounts: list[str], since: datetime) -> dict[
     all_hops: list[float] = []
     by_type: dict[str, int] = {}
     sizes: list[int] = []
+    superseded = 0
     for sender, rows in enumerate(outboxes):
         for row in rows:
+            if row["state"] == "superseded":  # a newer state went instead; never published
+                superseded += 1
+                continue
             by_type[row["type"]] = by_type.get(row["type"], 0) + 1
             sizes.append(row["size"])
             receiver = level_of.get(row["to"])
@@ -135,6 +141,7 @@ def analyse(db_paths: list[Path], accounts: list[str], since: datetime) -> dict[
     return {
         "messages": sum(by_type.values()),
         "messages_by_type": dict(sorted(by_type.items())),
+        "superseded": superseded,
         "mean_envelope_bytes": round(statistics.fmean(sizes)) if sizes else 0,
         "offer_hop_ms": percentiles(offers),
         "offer_hop_ms_by_hop": {hop: percentiles(v) for hop, v in sorted(offer_hops.items())},

@@ -165,6 +165,8 @@ def run_bench(
             "messages_per_s": tix_rate,
             "messages_per_ticket": found["messages"] / tickets,
             "messages_by_type": found["messages_by_type"],
+            # roll-ups superseded by a newer one before they left (not in ``messages``)
+            "superseded": found["superseded"],
             "mean_envelope_bytes": found["mean_envelope_bytes"],
             "driver_http_requests": drive.http_requests,
             "offer_hop_ms": found["offer_hop_ms"],
@@ -223,7 +225,8 @@ def table(result: dict[str, Any]) -> Table:
     out.add_row(
         "Tix messages/s",
         f"{tix['messages_per_s']:.0f} "
-        f"({tix['messages']} msgs, {tix['messages_per_ticket']:.1f}/ticket)",
+        f"({tix['messages']} msgs, {tix['messages_per_ticket']:.1f}/ticket;"
+        f" {tix['superseded']} roll-ups superseded before they left)",
     )
     ratio = result["ratio"]
     out.add_row("ratio Tix ÷ raw (confirm each)", f"{ratio['tix_over_raw_confirm_each']:.2f}")
