@@ -93,7 +93,7 @@ def update_user(
     ctx: ContextDep,
     session: SessionDep,
     _admin: AdminUser,
-    user_id: Annotated[int, Path(ge=1, le=2**63 - 1)],  # an id the database can hold
+    user_id: Annotated[int, Path(ge=1, le=2**31 - 1)],  # an id column holds (PostgreSQL integer)
     user_in: UserUpdate,
 ) -> UserPublic:
     user = user_service.get(session=session, user_id=user_id)
@@ -125,7 +125,7 @@ def revoke_api_key(
     ctx: ContextDep,
     session: SessionDep,
     user: CurrentUser,
-    key_id: Annotated[int, Path(ge=1, le=2**63 - 1)],  # an id the database can hold
+    key_id: Annotated[int, Path(ge=1, le=2**31 - 1)],  # an id column holds (PostgreSQL integer)
 ) -> Response:
     user_service.revoke_api_key(session=session, user=user, key_id=key_id)
     commit(session, ctx)

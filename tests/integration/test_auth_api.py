@@ -233,6 +233,19 @@ async def test_patch_refuses_null_for_required_fields_and_unknown_users(
     assert missing.status_code == 404 and missing.json() == {"detail": "user not found"}
 
 
+async def test_an_id_beyond_what_an_id_column_holds_is_refused_not_a_server_error(
+    client: httpx.AsyncClient,
+) -> None:
+    """PostgreSQL's integer ids end at 2**31 - 1; a larger one raised a DataError (a 500)."""
+    admin = await login(client, *ADMIN)
+    for too_big in (2**31, 2**63):
+        user = await client.patch(f"/api/v1/users/{too_big}", json={}, headers=admin)
+        key = await client.delete(f"/api/v1/users/me/api-keys/{too_big}", headers=admin)
+        assert (user.status_code, key.status_code) == (422, 422)
+    largest = await client.patch(f"/api/v1/users/{2**31 - 1}", json={}, headers=admin)
+    assert largest.status_code == 404
+
+
 async def test_the_last_active_admin_cannot_be_demoted(client: httpx.AsyncClient) -> None:
     admin = await login(client, *ADMIN)
     me = (await client.get("/api/v1/users/me", headers=admin)).json()
