@@ -11,11 +11,13 @@ import email.policy
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.db import node_database_url
 from tests.support.mail import (
     AdapterProcess,
     Dovecot,
@@ -56,15 +58,21 @@ def dovecot() -> Iterator[Dovecot]:
 
 
 class Adapters:
-    def __init__(self, amqp_url: str, workdir: Path) -> None:
+    def __init__(self, amqp_url: str, workdir: Path, backend: str, databases: ExitStack) -> None:
         self.amqp_url = amqp_url
         self.workdir = workdir
+        self.backend = backend
+        self.databases = databases
         self.started: list[AdapterProcess] = []
         self.hosted: list[str] = []
 
     def make(self, name: str, mail_env: dict[str, str]) -> AdapterProcess:
         adapter = AdapterProcess(
-            f"{name}-{run_id()}", self.workdir, amqp_url=self.amqp_url, mail_env=mail_env
+            f"{name}-{run_id()}",
+            self.workdir,
+            amqp_url=self.amqp_url,
+            mail_env=mail_env,
+            database_url=node_database_url(self.backend, self.databases, tables=False),
         )
         adapter.init()
         self.started.append(adapter)
@@ -80,10 +88,11 @@ class Adapters:
 
 
 @pytest.fixture
-def adapters(amqp_url: str, tmp_path: Path) -> Iterator[Adapters]:
-    made = Adapters(amqp_url, tmp_path)
-    yield made
-    made.close()
+def adapters(amqp_url: str, tmp_path: Path, db_backend: str) -> Iterator[Adapters]:
+    with ExitStack() as databases:
+        made = Adapters(amqp_url, tmp_path, db_backend, databases)
+        yield made
+        made.close()
 
 
 def invite_participant(

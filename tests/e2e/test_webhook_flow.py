@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import pytest
 from adapters.webhook import signing
 from exchange.signing import kid_of, load_key_file
 from tests.e2e.test_rekey import partner_kid, rejected
+from tests.support.db import node_database_url
 from tests.support.nodes import (
     TIX,
     NodeFactory,
@@ -128,15 +130,21 @@ class AdapterProcess(NodeProcess):
 
 
 @pytest.fixture
-def adapter(amqp_url: str, tmp_path: Path) -> Iterator[AdapterProcess]:
-    process = AdapterProcess(f"hooks-{run_id()}", tmp_path, amqp_url=amqp_url)
-    process.init()
-    process.start()
-    hosted: list[str] = []
-    process.hosted = hosted  # type: ignore[attr-defined]
-    yield process
-    process.close()
-    delete_queues(amqp_url, [process.account_id, *hosted])
+def adapter(amqp_url: str, tmp_path: Path, db_backend: str) -> Iterator[AdapterProcess]:
+    with ExitStack() as databases:
+        process = AdapterProcess(
+            f"hooks-{run_id()}",
+            tmp_path,
+            amqp_url=amqp_url,
+            database_url=node_database_url(db_backend, databases, tables=False),
+        )
+        process.init()
+        process.start()
+        hosted: list[str] = []
+        process.hosted = hosted  # type: ignore[attr-defined]
+        yield process
+        process.close()
+        delete_queues(amqp_url, [process.account_id, *hosted])
 
 
 def signed(secret: str, payload: Any, *, at: int | None = None) -> tuple[bytes, dict[str, str]]:

@@ -6,10 +6,11 @@ from a background thread: the GC creates and delegates each ticket, every level 
 (auto-accept) and delegates on, the leaf resolves, each level above resolves once its delegation
 is resolved, and the GC resolves its ticket and confirms, which closes every level below.
 
-The driver reads each node's SQLite file (read-only) to see where every ticket is, and acts over
-HTTP; a node that is down or slow just makes it wait. An action whose outcome is unknown (the
-request died on the way) is not repeated until the database shows it did not happen and a
-cooldown passed, so the driver never doubles an effect itself.
+The driver reads each node's database (``read_db``: the SQLite file read-only, or the node's
+PostgreSQL database) to see where every ticket is, and acts over HTTP; a node that is down or
+slow just makes it wait. An action whose outcome is unknown (the request died on the way) is
+not repeated until the database shows it did not happen and a cooldown passed, so the driver
+never doubles an effect itself.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import itertools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
+from tests.support.db import node_database_url
 from tests.support.nodes import NodeProcess, eventually, link, run_id
 from tests.support.private_broker import PrivateBroker
 
@@ -39,15 +42,48 @@ COOLDOWN = 20.0  # seconds before an action with an unknown outcome is tried aga
 STEPS = 7
 
 
+class _Row(tuple[Any, ...]):
+    """A PostgreSQL row read like ``sqlite3.Row``: by position, by column name, ``dict(row)``."""
+
+    names: tuple[str, ...] = ()
+
+    def keys(self) -> tuple[str, ...]:
+        return self.names
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return super().__getitem__(self.names.index(key))
+        return super().__getitem__(key)
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
+    names = tuple(column.name for column in cursor.description or ())
+
+    def make(values: Sequence[Any]) -> _Row:
+        row = _Row(values)
+        row.names = names
+        return row
+
+    return make
+
+
 @contextlib.contextmanager
-def read_db(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to a node's SQLite file (WAL: never blocks the node)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    conn.row_factory = sqlite3.Row
-    try:
-        yield conn
-    finally:
-        conn.close()
+def read_db(url: str) -> Iterator[Any]:
+    """A connection to a node's database for reading, rows like ``sqlite3.Row``: its SQLite
+    file read-only (WAL: never blocks the node) or its PostgreSQL database (autocommit)."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(
+            f"file:{url.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=30
+        )
+        conn.row_factory = sqlite3.Row
+        try:
+            yield conn
+        finally:
+            conn.close()
+        return
+    libpq = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(libpq, autocommit=True, row_factory=_row_factory) as pg:
+        yield pg
 
 
 @dataclass
@@ -58,6 +94,7 @@ class Chain:
     broker: PrivateBroker
     workdir: Path
     env: dict[str, dict[str, str]] = field(default_factory=dict)
+    databases: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @classmethod
     def build(
@@ -67,11 +104,20 @@ class Chain:
         *,
         env: dict[str, dict[str, str]] | None = None,
         contract: dict[str, Any] | None = None,
+        backend: str = "sqlite",
     ) -> Chain:
-        """Init, start and link the four nodes; ``env`` adds settings per level name."""
+        """Init, start and link the four nodes, each on a database of ``backend``; ``env``
+        adds settings per level name."""
         suffix = run_id()
+        databases = contextlib.ExitStack()
         nodes = [
-            NodeProcess(f"{name}-{suffix}", workdir, amqp_url=broker.url, label=name.upper())
+            NodeProcess(
+                f"{name}-{suffix}",
+                workdir,
+                amqp_url=broker.url,
+                label=name.upper(),
+                database_url=node_database_url(backend, databases),
+            )
             for name in LEVELS
         ]
         with ThreadPoolExecutor(len(nodes)) as pool:
@@ -82,14 +128,15 @@ class Chain:
                     enumerate(nodes),
                 )
             )
-        chain = cls(nodes, broker, workdir, env or {})
+        chain = cls(nodes, broker, workdir, env or {}, databases)
         terms = {"auto_accept": True} | (contract or {})
         for up, down in itertools.pairwise(nodes):
             link(up, down, terms)
         return chain
 
-    def db(self, node: NodeProcess) -> Path:
-        return self.workdir / node.account_id / f"{node.account_id}.db"
+    def db(self, node: NodeProcess) -> str:
+        """The node's database URL (``read_db`` opens it)."""
+        return node.db_url
 
     def by_name(self, name: str) -> NodeProcess:
         return self.nodes[LEVELS.index(name)]
@@ -102,6 +149,7 @@ class Chain:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+        self.databases.close()
 
     def outbox_pending(self) -> int:
         total = 0

@@ -31,7 +31,6 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tests.faults.chain import read_db
@@ -67,7 +66,7 @@ class Snapshot:
     events: list[dict[str, Any]]
 
 
-def last_rejection_ids(chain: Sequence[tuple[str, Path]]) -> dict[str, int]:
+def last_rejection_ids(chain: Sequence[tuple[str, str]]) -> dict[str, int]:
     """The id of each node's latest rejected message (0 if none)."""
     out = {}
     for account_id, path in chain:
@@ -77,7 +76,7 @@ def last_rejection_ids(chain: Sequence[tuple[str, Path]]) -> dict[str, int]:
     return out
 
 
-def snapshot(account_id: str, path: Path) -> Snapshot:
+def snapshot(account_id: str, path: str) -> Snapshot:
     """Read one node's database (read-only, safe while the node runs)."""
     with read_db(path) as conn:
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from tests.faults.chain import LEVELS, Chain, Load, read_db
 from tests.faults.oracle import Verdict, check, last_rejection_ids, snapshot
 from tests.support.nodes import delete_queues, eventually
@@ -99,9 +101,11 @@ def chain_env(workdir: Path, long: bool) -> dict[str, dict[str, str]]:
     return env
 
 
-def build_chain(broker: PrivateBroker, workdir: Path, *, long: bool = False) -> Chain:
-    """A fresh four-level chain ready for every scenario."""
-    return Chain.build(broker, workdir, env=chain_env(workdir, long))
+def build_chain(
+    broker: PrivateBroker, workdir: Path, *, long: bool = False, backend: str = "sqlite"
+) -> Chain:
+    """A fresh four-level chain ready for every scenario, on databases of ``backend``."""
+    return Chain.build(broker, workdir, env=chain_env(workdir, long), backend=backend)
 
 
 def run(
@@ -336,16 +340,25 @@ def _partner_offline(ctx: Context) -> int:
 
 
 def _db_locked(ctx: Context) -> int:
-    """Hold ``BEGIN EXCLUSIVE`` on l1's database from a second connection."""
+    """Lock l1's database from a second connection: SQLite ``BEGIN EXCLUSIVE``; PostgreSQL
+    ``LOCK TABLE`` of the tables every message and request writes (RELIABILITY FT11)."""
     hold = 40.0 if ctx.long else 5.0
     ctx.load.wait_progress(0.3)
-    conn = sqlite3.connect(ctx.chain.db(ctx.chain.by_name("l1")), timeout=30)
-    try:
-        conn.execute("BEGIN EXCLUSIVE")
-        time.sleep(hold)
-        conn.rollback()
-    finally:
-        conn.close()
+    url = ctx.chain.db(ctx.chain.by_name("l1"))
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
+        try:
+            conn.execute("BEGIN EXCLUSIVE")
+            time.sleep(hold)
+            conn.rollback()
+        finally:
+            conn.close()
+    else:
+        libpq = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(libpq) as pg:
+            pg.execute("LOCK TABLE ticket, inboxmessage, outboxmessage IN ACCESS EXCLUSIVE MODE")
+            time.sleep(hold)
+            pg.rollback()
     ctx.notes.append(f"l1's database locked {hold:.0f} s")
     ctx.heal()
     return 1

@@ -53,10 +53,10 @@ def _private_broker() -> Iterator[PrivateBroker]:
 
 
 @pytest.fixture(scope="module")
-def fault_chain(fault_broker: PrivateBroker) -> Iterator[Chain]:
+def fault_chain(fault_broker: PrivateBroker, db_backend: str) -> Iterator[Chain]:
     workdir = Path(tempfile.mkdtemp(prefix="tix-faults-chain-", dir="/tmp"))
     workdir.chmod(0o755)
-    chain = build_chain(fault_broker, workdir)
+    chain = build_chain(fault_broker, workdir, backend=db_backend)
     try:
         yield chain
     finally:

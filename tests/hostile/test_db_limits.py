@@ -20,15 +20,13 @@ from sqlmodel import Session, select
 from account.messaging import inbox
 from account.tickets import service as ticket_service
 from account.tickets.models import TicketCreate, TicketEvent
-from tests.support.db import BACKENDS, database_url, engine_for
+from tests.support.db import node_engine
 from tests.support.inproc import ChainShape, Net, build_chain
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    with database_url(request.param, tmp_path_factory.mktemp("db")) as url, engine_for(url) as eng:
+@pytest.fixture(scope="module")
+def engine(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    with node_engine(db_backend, tmp_path_factory.mktemp("db")) as eng:
         yield eng
 
 

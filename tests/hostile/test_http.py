@@ -14,17 +14,15 @@ import pytest_asyncio
 
 from tests.hostile.http_cases import CASES, Case, check
 from tests.hostile.world import World, world
-from tests.support.db import BACKENDS, database_url
+from tests.support.db import database_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=BACKENDS)
-async def node(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[World]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def node(tmp_path_factory: pytest.TempPathFactory, db_backend: str) -> AsyncIterator[World]:
     directory = tmp_path_factory.mktemp("hostile")
-    with database_url(request.param, directory) as url:
+    with database_url(db_backend, directory, tables=True) as url:
         async with world(url, directory / "node") as w:
             yield w
 

@@ -24,6 +24,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.hostile.world import World, world
+from tests.support.db import database_url
 
 MAX_EXAMPLES = 25
 
@@ -42,16 +43,17 @@ class Node:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def node(tmp_path_factory: pytest.TempPathFactory, db_backend: str) -> Iterator[Node]:
     directory = tmp_path_factory.mktemp("openapi-fuzz")
     loop = asyncio.new_event_loop()
-    manager = world(f"sqlite:///{Path(directory) / 'acme.db'}", directory / "node")
-    try:
-        w = loop.run_until_complete(manager.__aenter__())
-        yield Node(w)
-    finally:
-        loop.run_until_complete(manager.__aexit__(None, None, None))
-        loop.close()
+    with database_url(db_backend, directory, tables=True) as url:
+        manager = world(url, directory / "node")
+        try:
+            w = loop.run_until_complete(manager.__aenter__())
+            yield Node(w)
+        finally:
+            loop.run_until_complete(manager.__aexit__(None, None, None))
+            loop.close()
 
 
 def _operations() -> list[str]:

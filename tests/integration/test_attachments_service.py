@@ -40,7 +40,7 @@ from exchange.envelopes import open_envelope
 from exchange.errors import RejectedMessage
 from exchange.signing import generate_key
 from schemas import messages as m
-from tests.support.db import BACKENDS, clear_tables, database_url, engine_for
+from tests.support.db import clear_tables, node_engine
 
 INLINE = 1024
 MAX = 64 * 1024
@@ -73,17 +73,14 @@ class Chain:
         return next(n for n in self.nodes if n.account_id == account_id)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def engines(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[Engine]]:
+@pytest.fixture(scope="module")
+def engines(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Engine]]:
     """Three databases of one backend, one per node."""
     with ExitStack() as stack:
-        out = []
-        for name in ("acme", "northwind", "southwind"):
-            url = stack.enter_context(database_url(request.param, tmp_path_factory.mktemp(name)))
-            out.append(stack.enter_context(engine_for(url)))
-        yield out
+        yield [
+            stack.enter_context(node_engine(db_backend, tmp_path_factory.mktemp(name)))
+            for name in ("acme", "northwind", "southwind")
+        ]
 
 
 @pytest.fixture

@@ -9,22 +9,22 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from adapters.email import models  # noqa: F401  (registers the adapter's tables)
 from adapters.email.compose import Thread, compose
 from adapters.email.models import MailOutbox
 from adapters.email.sender import MailSender
 from adapters.email.settings import endpoint
-from tests.support.db import database_url, engine_for
+from tests.support.db import node_engine
 from tests.support.mail import SmtpSink
 
 SECRET = b"sender-test-secret-0123456789abcdef"
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    with database_url("sqlite", tmp_path) as url, engine_for(url) as engine:
+def mail_engine(tmp_path: Path, db_backend: str) -> Iterator[Engine]:
+    with node_engine(db_backend, tmp_path) as engine:
         yield engine
 
 
@@ -62,7 +62,7 @@ def _queue(engine: Engine, n: int) -> list[str]:
 
 def _rows(engine: Engine) -> list[MailOutbox]:
     with Session(engine) as session:
-        return list(session.exec(select(MailOutbox)).all())
+        return list(session.exec(select(MailOutbox).order_by(col(MailOutbox.id))).all())
 
 
 async def _until(task: asyncio.Task[None], probe: object, what: str, timeout: float = 30.0) -> None:
@@ -78,12 +78,12 @@ async def _until(task: asyncio.Task[None], probe: object, what: str, timeout: fl
 
 
 def test_smtp_server_down_for_a_while_then_every_mail_is_delivered_once(
-    sqlite_engine: Engine,
+    mail_engine: Engine,
 ) -> None:
     sink = SmtpSink()  # its port is reserved, but nothing listens yet: the server is down
-    message_ids = _queue(sqlite_engine, 3)
+    message_ids = _queue(mail_engine, 3)
     sender = MailSender(
-        sqlite_engine, endpoint(sink.url), "tix@mail.tix.test", poll_seconds=0.05, max_backoff=0.5
+        mail_engine, endpoint(sink.url), "tix@mail.tix.test", poll_seconds=0.05, max_backoff=0.5
     )
 
     async def scenario() -> None:
@@ -91,15 +91,15 @@ def test_smtp_server_down_for_a_while_then_every_mail_is_delivered_once(
         try:
             # Down: the mails stay queued, with the tries and the error recorded.
             await _until(
-                task, lambda: all(r.tries >= 2 for r in _rows(sqlite_engine)[:1]), "failed tries"
+                task, lambda: all(r.tries >= 2 for r in _rows(mail_engine)[:1]), "failed tries"
             )
-            rows = _rows(sqlite_engine)
+            rows = _rows(mail_engine)
             assert {r.state for r in rows} == {"pending"}
             assert rows[0].last_error and "Connection" in rows[0].last_error
             assert sink.messages == []
             sink.start()  # back
             await _until(
-                task, lambda: {r.state for r in _rows(sqlite_engine)} == {"sent"}, "delivery"
+                task, lambda: {r.state for r in _rows(mail_engine)} == {"sent"}, "delivery"
             )
             # A few more rounds of the loop send nothing again.
             for _ in range(5):
@@ -114,11 +114,11 @@ def test_smtp_server_down_for_a_while_then_every_mail_is_delivered_once(
     delivered = [str(m.message["Message-ID"]) for m in sink.messages]
     assert sorted(delivered) == sorted(message_ids)  # each once, none lost
     assert [m.rcpt_tos for m in sink.messages] == [("dispatch@coolfix.example",)] * 3
-    assert all(r.sent_at is not None for r in _rows(sqlite_engine))
+    assert all(r.sent_at is not None for r in _rows(mail_engine))
 
 
 def test_a_recipient_the_server_refuses_for_good_is_marked_failed_not_retried(
-    sqlite_engine: Engine,
+    mail_engine: Engine,
 ) -> None:
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP, Envelope
@@ -139,17 +139,17 @@ def test_a_recipient_the_server_refuses_for_good_is_marked_failed_not_retried(
     controller = Controller(Refuser(), hostname="127.0.0.1", port=sink.port, ready_timeout=10)
     controller.start()
     try:
-        _queue(sqlite_engine, 1)
-        sender = MailSender(sqlite_engine, endpoint(sink.url), "tix@mail.tix.test")
+        _queue(mail_engine, 1)
+        sender = MailSender(mail_engine, endpoint(sink.url), "tix@mail.tix.test")
         assert asyncio.run(sender.drain()) == 0
     finally:
         controller.stop()
-    (row,) = _rows(sqlite_engine)
+    (row,) = _rows(mail_engine)
     assert row.state == "failed" and row.last_error and "550" in row.last_error
 
 
 def test_the_sender_survives_a_database_outage_and_delivers_afterwards(
-    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+    mail_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy.exc import OperationalError
 
@@ -167,8 +167,8 @@ def test_the_sender_survives_a_database_outage_and_delivers_afterwards(
     monkeypatch.setattr(sender_module, "due", flaky_due)
     sink = SmtpSink()
     sink.start()
-    (message_id,) = _queue(sqlite_engine, 1)
-    sender = MailSender(sqlite_engine, endpoint(sink.url), "tix@mail.tix.test", max_backoff=0.2)
+    (message_id,) = _queue(mail_engine, 1)
+    sender = MailSender(mail_engine, endpoint(sink.url), "tix@mail.tix.test", max_backoff=0.2)
 
     async def scenario() -> None:
         task = asyncio.create_task(sender.run())

@@ -15,12 +15,14 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.db import node_database_url
 from tests.support.nodes import TIX, NodeProcess, eventually, offered_ref, run_id
 from tests.support.private_broker import free_port, skip_or_fail
 
@@ -103,15 +105,26 @@ def _traffic(hub: Hub, account: str) -> dict[str, Any]:
 
 
 def test_two_nodes_link_through_the_hub_and_the_hub_audits_and_replays(
-    vhost_url: str, tmp_path: Path
+    vhost_url: str, tmp_path: Path, db_backend: str
 ) -> None:
+    with ExitStack() as databases:
+        _through_the_hub(vhost_url, tmp_path, db_backend, databases)
+
+
+def _through_the_hub(vhost_url: str, tmp_path: Path, backend: str, dbs: ExitStack) -> None:
     hub = Hub(tmp_path, vhost_url)
     run = run_id()
     nodes: list[NodeProcess] = []
     try:
         eventually(lambda: (hub.health() or {}).get("audit_tap") == "up", what="the hub's tap")
         for name, label in (("a", "Acme Lifts"), ("b", f"Bravo Service {run}")):
-            node = NodeProcess(f"hub{name}-{run}", tmp_path, amqp_url=vhost_url, label=label)
+            node = NodeProcess(
+                f"hub{name}-{run}",
+                tmp_path,
+                amqp_url=vhost_url,
+                label=label,
+                database_url=node_database_url(backend, dbs),
+            )
             node.init()
             node.start({"TIX_HUB_URL": hub.url})
             nodes.append(node)

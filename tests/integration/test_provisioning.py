@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import aio_pika
@@ -26,6 +27,7 @@ from exchange.broker_identity import IdentityAmqpTransport
 from exchange.errors import TransportError
 from exchange.provisioning import BrokerAdmin, BrokerUser, permissions_for
 from exchange.transport import Delivery, Outcome
+from tests.support.db import node_database_url
 from tests.support.inproc import Net
 from tests.support.private_broker import PrivateBroker, free_port, skip_or_fail
 
@@ -294,16 +296,28 @@ def test_tix_exchange_provision_prints_a_working_url_and_deprovision_removes_it(
 
 
 def test_two_node_processes_with_broker_identity_link_and_delegate(
-    broker: PrivateBroker, tmp_path: Path
+    broker: PrivateBroker, tmp_path: Path, db_backend: str
 ) -> None:
     """``TIX_BROKER_IDENTITY=true`` end to end: ``tix node serve`` as its own broker user."""
+    with ExitStack() as databases:
+        _broker_identity_end_to_end(broker, tmp_path, db_backend, databases)
+
+
+def _broker_identity_end_to_end(
+    broker: PrivateBroker, tmp_path: Path, backend: str, dbs: ExitStack
+) -> None:
     from tests.support.nodes import NodeProcess, eventually, link, offered_ref
 
     users = provision(broker, "acme", "bravo")
     started: list[NodeProcess] = []
     try:
         for user in users.values():
-            node = NodeProcess(user.account_id, tmp_path, amqp_url=user.amqp_url)
+            node = NodeProcess(
+                user.account_id,
+                tmp_path,
+                amqp_url=user.amqp_url,
+                database_url=node_database_url(backend, dbs),
+            )
             node.init()
             started.append(node)
             node.start({"TIX_BROKER_IDENTITY": "true"})

@@ -18,12 +18,14 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import aio_pika
 import pytest
 
 from exchange.hub.topology import declare_shovel_source, shovel_definition
+from tests.support.db import node_database_url
 from tests.support.nodes import NodeProcess, eventually, link, offered_ref, run_id
 from tests.support.private_broker import PrivateBroker, free_port, skip_or_fail
 
@@ -79,12 +81,23 @@ def source_running(broker: PrivateBroker) -> bool:
 
 
 def test_a_delegation_chain_crosses_two_brokers_over_shovels(
-    brokers: tuple[PrivateBroker, PrivateBroker], tmp_path: Path
+    brokers: tuple[PrivateBroker, PrivateBroker], tmp_path: Path, db_backend: str
+) -> None:
+    with ExitStack() as databases:
+        _crosses_two_brokers(brokers, tmp_path, db_backend, databases)
+
+
+def _crosses_two_brokers(
+    brokers: tuple[PrivateBroker, PrivateBroker], tmp_path: Path, backend: str, dbs: ExitStack
 ) -> None:
     company, hub = brokers
     run = run_id()
-    acme = NodeProcess(f"sha-{run}", tmp_path, amqp_url=company.url)
-    bravo = NodeProcess(f"shb-{run}", tmp_path, amqp_url=hub.url)
+    acme = NodeProcess(
+        f"sha-{run}", tmp_path, amqp_url=company.url, database_url=node_database_url(backend, dbs)
+    )
+    bravo = NodeProcess(
+        f"shb-{run}", tmp_path, amqp_url=hub.url, database_url=node_database_url(backend, dbs)
+    )
     # Envelopes for bravo leave the company broker; envelopes for acme leave the hub broker.
     shovel(company, hub, "hub", [bravo.account_id])
     shovel(hub, company, "company", [acme.account_id])

@@ -34,17 +34,19 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy.engine import Engine
 
 from account.app import create_app
 from account.config import Settings
 from account.context import Identity, NodeContext
-from account.db import create_tables, make_engine, session_scope
+from account.db import session_scope
 from account.tickets import service as ticket_service
 from account.tickets.models import TicketCreate
 from account.tmf import service as tmf_service
 from account.users import service as user_service
 from account.users.models import ApiKeyCreate, UserCreate
 from exchange.signing import generate_key
+from tests.support.db import node_engine
 from tests.support.private_broker import free_port
 from tests.support.tmf import patched_spec
 
@@ -77,10 +79,13 @@ class Node:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def node(tmp_path_factory: pytest.TempPathFactory, db_backend: str) -> Iterator[Node]:
     data = tmp_path_factory.mktemp("tmf-conformance")
-    engine = make_engine(f"sqlite:///{Path(data) / 'acme.db'}")
-    create_tables(engine)
+    with node_engine(db_backend, data, "acme.db") as engine:
+        yield from _serve(engine, data)
+
+
+def _serve(engine: Engine, data: Path) -> Iterator[Node]:
     identity = Identity(account_id="acme", label="ACME Vendor", key=generate_key())
     with session_scope(engine) as session:
         user = user_service.create(
@@ -127,7 +132,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        engine.dispose()
 
 
 def _schema() -> Any:

@@ -27,7 +27,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -46,6 +46,7 @@ __all__ = [
     "database_url",
     "engine_for",
     "flush_drops",
+    "node_database_url",
     "node_engine",
     "postgres_admin_url",
     "postgres_database",
@@ -230,18 +231,24 @@ def engine_for(url: str) -> Iterator[Engine]:
 
 @contextmanager
 def node_engine(backend: str, directory: Path, name: str = "node.db") -> Iterator[Engine]:
-    """An engine on a new node database of ``backend`` with every table; disposed and dropped
-    on exit."""
+    """An engine on a new node database of ``backend`` with every table (a PostgreSQL one
+    cloned from the template, then topped up with tables registered since); disposed and
+    dropped on exit."""
     if backend == "sqlite":
         with engine_for(sqlite_url(directory, name)) as engine:
             yield engine
     else:
-        with postgres_database(tables=True) as url:
-            engine = make_engine(url)
-            try:
-                yield engine
-            finally:
-                engine.dispose()
+        with postgres_database(tables=True) as url, engine_for(url) as engine:
+            yield engine
+
+
+def node_database_url(backend: str, stack: ExitStack, *, tables: bool = True) -> str:
+    """``TIX_DATABASE_URL`` for a node process on ``backend``: "" (its SQLite file) or a new
+    PostgreSQL database (the node template's clone, or empty without ``tables``) that
+    ``stack`` drops on exit."""
+    if backend == "sqlite":
+        return ""
+    return stack.enter_context(postgres_database(tables=tables))
 
 
 def clear_tables(engine: Engine) -> None:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tests.support.db import postgres_database
+from tests.support.db import node_database_url
 from tests.support.private_broker import free_port
 
 PASSWORD = "node-password"
@@ -264,8 +264,8 @@ def node_factory(amqp_url: str, workdir: Path, backend: str) -> Iterator[NodeFac
 
         def make(name: str, *, start: bool = True, **kwargs: object) -> NodeProcess:
             kwargs.setdefault("amqp_url", amqp_url)
-            if backend == "postgresql" and not kwargs.get("database_url"):
-                kwargs["database_url"] = databases.enter_context(postgres_database(tables=True))
+            if not kwargs.get("database_url"):
+                kwargs["database_url"] = node_database_url(backend, databases)
             node = NodeProcess(f"{name}-{suffix}", workdir, **kwargs)  # type: ignore[arg-type]
             node.init()
             started.append(node)
