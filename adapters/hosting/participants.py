@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PydanticField
 from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from account.config import ACCOUNT_ID_RE, Settings
 from account.context import Identity
@@ -100,7 +101,7 @@ def load_identity(settings: Settings, participant: HostedParticipant) -> Identit
     )
 
 
-def of_adapter(model: type[P], adapter_account: str) -> Any:
+def of_adapter(model: type[P], adapter_account: str) -> SelectOfScalar[P]:
     """``SELECT`` of the participants hosted by the adapter account ``adapter_account``."""
     return select(model).where(model.adapter_account == adapter_account)
 
@@ -111,8 +112,7 @@ def get(session: Session, model: type[P], *, adapter: Identity, account_id: str)
     ).first()
     if row is None:
         raise NotFound("participant not found")
-    result: P = row
-    return result
+    return row
 
 
 @dataclass(frozen=True)
