@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy import MetaData, create_engine, inspect, pool, text
@@ -27,6 +29,7 @@ from account.db import make_engine
 from account.delegations.models import Delegation
 from account.links.models import Link
 from account.messaging.models import OutboxMessage
+from account.tickets import service as ticket_service
 from account.tickets.models import Comment, Ticket
 from account.users.models import User
 from tests.support.db import BACKENDS, postgres_database, sqlite_url
@@ -203,6 +206,13 @@ def test_a_release_0001_database_with_rows_migrates_forward_and_keeps_them(url: 
             row = session.exec(select(OutboxMessage)).one()
             assert (row.message_id, bytes(row.body), row.traceparent) == (MESSAGE_ID, BODY, None)
             assert session.exec(select(User)).one().username == "admin"
+            # 0004 indexed the existing tickets for the search (SQLite: the FTS table rebuilt).
+            admin: Any = SimpleNamespace(role="admin")
+            for q in ("0417", "atm 0417 OUT", "acme-1"):
+                found, total = ticket_service.list_visible(
+                    session=session, account_id="acme", user=admin, q=q
+                )
+                assert ([t.number for t in found], total) == (["ACME-1"], 1), q
             # The current code writes to the migrated tables too.
             assert ticket.id is not None
             session.add(
