@@ -22,7 +22,8 @@ def accept_offer(down: NodeProcess, upstream_ref: str) -> str:
 
 
 def db_bytes(tmp_path: Path, node: NodeProcess) -> bytes:
-    return b"".join(p.read_bytes() for p in (tmp_path / node.account_id).glob("*.db*"))
+    """The node's database as bytes to search (SQLite files, or PostgreSQL tables copied out)."""
+    return node.database_bytes()
 
 
 def test_a_hidden_subcontractor_and_a_second_vendor_learn_nothing_they_should_not(
@@ -137,6 +138,7 @@ def test_a_hidden_subcontractor_and_a_second_vendor_learn_nothing_they_should_no
         ]
     )
     stored = db_bytes(tmp_path, acme)
+    assert northwind.account_id.encode() in stored and t1.encode() in stored  # it reads the rows
     for secret in (southpole.account_id, "Southpole", "Bob Fieldman", s1, "internal only"):
         assert secret not in seen, secret
         assert secret.encode() not in stored, secret
@@ -146,6 +148,7 @@ def test_a_hidden_subcontractor_and_a_second_vendor_learn_nothing_they_should_no
     assert globex.call("GET", f"/api/v1/tickets/{t2}/comments")["items"] == []
     globex_seen = json.dumps([globex.tickets(), globex.call("GET", f"/api/v1/tickets/{t2}/chain")])
     globex_stored = db_bytes(tmp_path, globex)
+    assert t2.encode() in globex_stored
     for secret in (acme.account_id, "Acme secret", t1, n1, "Alice Client", southpole.account_id):
         assert secret not in globex_seen, secret
         assert secret.encode() not in globex_stored, secret

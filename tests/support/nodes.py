@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psycopg
+from psycopg import sql
 
 from tests.support.db import node_database_url
 from tests.support.private_broker import free_port
@@ -81,6 +83,28 @@ class NodeProcess:
         return (
             self.database_url or f"sqlite:///{self.workdir / self.account_id / self.account_id}.db"
         )
+
+    def database_bytes(self) -> bytes:
+        """What the node's database holds, for a leak check to search: its SQLite files (WAL
+        included) byte for byte, or every table of its PostgreSQL database copied out in
+        binary (text and bytea as stored, unescaped)."""
+        if not self.database_url:
+            files = sorted((self.workdir / self.account_id).glob("*.db*"))
+            assert files, f"no database files for {self.account_id}"
+            return b"".join(path.read_bytes() for path in files)
+        out = bytearray()
+        libpq = self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(libpq) as conn:
+            tables = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            ).fetchall()
+            assert tables, f"no tables in {self.account_id}'s database"
+            for (table,) in tables:
+                query = sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(sql.Identifier(table))
+                with conn.cursor().copy(query) as copy:
+                    for chunk in copy:
+                        out += chunk
+        return bytes(out)
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TIX_", "FI_"))}
