@@ -50,8 +50,14 @@ def load_identity(settings: Settings) -> Identity:
 
 def build_context(settings: Settings, engine: Engine | None = None) -> NodeContext:
     """The node context of an initialised node (``tix node init`` ran before)."""
+    own = engine is None
     engine = engine or make_engine(settings.db_url)
-    migrate.check_current(engine)
+    try:
+        migrate.check_current(engine)
+    except migrate.SchemaOutOfDate:
+        if own:  # the caller exits; leave no pooled connection behind (PostgreSQL's open)
+            engine.dispose()
+        raise
     create_tables(engine)
     return NodeContext(
         settings=settings,

@@ -32,7 +32,7 @@ from account.messaging.models import OutboxMessage
 from account.tickets import service as ticket_service
 from account.tickets.models import Comment, Ticket
 from account.users.models import User
-from tests.support.db import BACKENDS, postgres_database, sqlite_url
+from tests.support.db import postgres_database, sqlite_url
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 LINK_ID = str(uuid.uuid4())
@@ -42,10 +42,10 @@ MESSAGE_ID = str(uuid.uuid4())
 BODY = b'{"v":1,"type":"delegation.offer"}'
 
 
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def url(db_backend: str, tmp_path: Path) -> Iterator[str]:
     """An empty database of each backend (a run-unique PostgreSQL database, dropped after)."""
-    if request.param == "sqlite":
+    if db_backend == "sqlite":
         yield sqlite_url(tmp_path)
     else:
         with postgres_database("tix_migrations") as pg_url:
@@ -228,8 +228,7 @@ def test_a_release_0001_database_with_rows_migrates_forward_and_keeps_them(url: 
         engine.dispose()
 
 
-def test_a_database_from_before_migrations_is_taken_as_0001_and_upgraded(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path)
+def test_a_database_from_before_migrations_is_taken_as_0001_and_upgraded(url: str) -> None:
     migrate.upgrade(url, "0001")
     insert_release_0001_rows(url)
     engine = plain_engine(url)
@@ -247,10 +246,11 @@ def test_a_database_from_before_migrations_is_taken_as_0001_and_upgraded(tmp_pat
         engine.dispose()
 
 
-def test_tix_db_current_and_upgrade_and_serve_refusing_an_old_schema(tmp_path: Path) -> None:
+def test_tix_db_current_and_upgrade_and_serve_refusing_an_old_schema(
+    url: str, tmp_path: Path
+) -> None:
     from account.cli import app
 
-    url = sqlite_url(tmp_path)
     migrate.upgrade(url, "0001")
     env = {"TIX_DATABASE_URL": url, "TIX_ACCOUNT_ID": "acme", "TIX_DATA_DIR": str(tmp_path)}
     runner = CliRunner()
