@@ -92,10 +92,37 @@ def private_broker() -> Iterator[PrivateBroker]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave ``slow`` tests out of a plain run (deselected, not skipped); ``-m slow`` runs them."""
-    if "slow" in (config.getoption("markexpr") or ""):
-        return
-    slow = [item for item in items if item.get_closest_marker("slow") is not None]
-    if slow:
-        config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+    """Leave ``slow`` tests out of a plain run (deselected, not skipped; ``-m slow`` runs
+    them), and keep the tests that share a module-scoped fixture on one xdist worker."""
+    if "slow" not in (config.getoption("markexpr") or ""):
+        slow = [item for item in items if item.get_closest_marker("slow") is not None]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            group = _shared_fixture_group(item)
+            if group:
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _shared_fixture_group(item: pytest.Item) -> str:
+    """``module[backend]`` for a test that uses a module-scoped fixture, else "".
+
+    With ``--dist loadgroup`` the tests of one group run on one worker, so a module's chain,
+    broker or database is built once per backend, not once per worker; every other test goes
+    wherever a worker is free.
+    """
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return ""
+    scoped = any(
+        definition.scope == "module"
+        for name in item.fixturenames
+        for definition in info.name2fixturedefs.get(name, ())
+    )
+    if not scoped:
+        return ""
+    callspec = getattr(item, "callspec", None)
+    backend = callspec.params.get("db_backend", "") if callspec is not None else ""
+    return f"{item.nodeid.split('::')[0]}[{backend}]"

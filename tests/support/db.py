@@ -142,7 +142,11 @@ _DROPPER = _Dropper()
 
 
 def flush_drops() -> None:
-    """Wait for every pending drop (the end of the session calls it)."""
+    """Drop the node template and wait for every pending drop (the end of the session calls
+    it; an xdist worker may exit without running ``atexit``)."""
+    if _node_template.cache_info().currsize:
+        _DROPPER.drop(_node_template())
+        _node_template.cache_clear()
     _DROPPER.flush()
 
 
@@ -169,7 +173,7 @@ def _node_template() -> str:
 
     name = f"tix_tpl_{uuid.uuid4().hex[:12]}"
     _create(name)
-    atexit.register(_drop_now, name)
+    atexit.register(_drop_now, name)  # in case the session ends without flush_drops
     migrate.prepare(_sqlalchemy_url(postgres_admin_url(), name))
     return name
 
