@@ -14,11 +14,13 @@ from pathlib import Path
 from types import ModuleType
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 
 from account.context import Identity
 from account.db import make_engine
 from account.sla.models import SlaEventRecord
 from exchange.signing import generate_key
+from tests.support.db import database_url
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sla_sweep.py"
 
@@ -37,9 +39,13 @@ def _records(engine: object) -> int:
         return int(conn.execute(select(func.count()).select_from(SlaEventRecord)).scalar_one())
 
 
-def test_seed_then_quiet_and_busy_sweeps(tmp_path: Path) -> None:
+def test_seed_then_quiet_and_busy_sweeps(tmp_path: Path, db_backend: str) -> None:
+    with database_url(db_backend, tmp_path) as url:
+        _seed_and_sweep(make_engine(url))
+
+
+def _seed_and_sweep(engine: Engine) -> None:
     bench = _bench()
-    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
     try:
         stats = bench.seed(engine, "bench-smoke", 200)
         assert stats.tickets == stats.delegations == 200
