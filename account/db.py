@@ -13,8 +13,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, SQLModel, create_engine
 
-from account.tickets import search
-
 
 def make_engine(url: str) -> Engine:
     """An engine for the node's database; SQLite gets WAL, a busy timeout and foreign keys."""
@@ -42,7 +40,6 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
-            search.register_sqlite_functions(dbapi_conn)  # tix_lower, for short searches
             # Let SQLAlchemy's BEGIN reach SQLite (pysqlite would defer it), and take the write
             # lock up front: two deferred transactions that both read then write deadlock.
             dbapi_conn.isolation_level = None

@@ -12,9 +12,8 @@ How it is answered:
   and the ``ticket`` table as its external content (the text is not stored twice), kept in step
   by three triggers on ``ticket``. A query of three characters or more is an FTS5 phrase, which
   with trigrams is exactly "contains this substring" (FTS5 folds case by Unicode); one or two
-  characters have no trigram, so they are a scan: SQLite's ``LIKE`` for ASCII text (it folds
-  ASCII letters), else ``tix_lower`` (Python's ``str.lower``, registered on every connection by
-  ``account.db``).
+  characters have no trigram, so they are a scan looking for each upper/lower-case spelling of
+  the text (``instr``, exact).
 * **PostgreSQL**: ``ILIKE`` on the three columns, served by a pg_trgm GIN index over them
   (PostgreSQL lower-cases by the database's ``LC_CTYPE``: use a UTF-8 locale, as ``initdb`` does
   by default). One or two characters: the planner scans.
@@ -26,8 +25,6 @@ comparison leaves them out (``account.migrate.include_object``) and
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from sqlalchemy import DDL, Table, column, event, func, literal_column, or_, select, table
 from sqlalchemy.sql.elements import ColumnElement
@@ -79,14 +76,15 @@ def _install(table: Table) -> None:
 _install(Ticket.__table__)  # type: ignore[attr-defined]
 
 
-def tix_lower(value: str | None) -> str | None:
-    """The SQLite function ``tix_lower``: Python's lower case (SQLite's ``lower`` is ASCII)."""
-    return value.lower() if value is not None else None
-
-
-def register_sqlite_functions(dbapi_connection: Any) -> None:
-    """Called for every new SQLite connection (``account.db.make_engine``)."""
-    dbapi_connection.create_function("tix_lower", 1, tix_lower, deterministic=True)
+def spellings(text: str) -> list[str]:
+    """Every way of writing ``text`` whose lower case is ``text``'s (``"ён"``: ён, Ён, ёН, ЁН)."""
+    out = [""]
+    for char in text:
+        lower = char.lower()
+        forms = {char, lower, char.upper(), char.title(), lower.upper(), lower.title()}
+        same = sorted(f for f in forms if len(f) == 1 and f.lower() == lower)
+        out = [start + form for start in out for form in same]
+    return out
 
 
 def condition(dialect: str, q: str) -> ColumnElement[bool]:
@@ -97,11 +95,12 @@ def condition(dialect: str, q: str) -> ColumnElement[bool]:
             fts = table(FTS_TABLE, column("rowid"))
             matching = select(fts.c.rowid).where(literal_column(FTS_TABLE).op("MATCH")(phrase))
             return col(Ticket.id).in_(matching)
+        # One or two characters: no trigram to look up. A scan with SQLite's instr (in C) for
+        # each way of writing the text in upper and lower case (at most a few dozen).
         columns = (col(Ticket.number), col(Ticket.title), col(Ticket.description))
-        if q.isascii():  # SQLite's LIKE folds ASCII letters: 4x faster than calling Python
-            return or_(*(column.like(_pattern(q), escape="\\") for column in columns))
-        needle = q.lower()
-        return or_(*(func.instr(func.tix_lower(column), needle) > 0 for column in columns))
+        return or_(
+            *(func.instr(column, spelling) > 0 for spelling in spellings(q) for column in columns)
+        )
     pattern = _pattern(q)
     return or_(
         col(Ticket.number).ilike(pattern, escape="\\"),
