@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from account.attachments import service as attachment_service
@@ -61,10 +63,53 @@ def get(*, session: Session, account_id: str, delegation_id: str) -> Delegation:
 
 
 def _link(session: Session, delegation: Delegation) -> Link:
-    link = session.get(Link, delegation.link_id)
-    if link is None:
-        raise NotFound("link not found")
+    """The delegation's link, loaded once per session.
+
+    The session's identity map holds objects weakly, so without a strong reference a link was
+    loaded again for every use (three or four times per applied roll-up). Kept in
+    ``session.info``, it is the same object the identity map returns, so this changes nothing
+    but the number of queries.
+    """
+    links: dict[str, Link] = session.info.setdefault("tix.links", {})
+    link = links.get(delegation.link_id)
+    if link is None or link not in session:  # (gone from the session after a rollback)
+        link = session.get(Link, delegation.link_id)
+        if link is None:
+            raise NotFound("link not found")
+        links[delegation.link_id] = link
     return link
+
+
+def _of_ticket(session: Session, ticket: Ticket) -> list[Delegation]:
+    """Every delegation of the ticket (ours to partners first by offer time, and the one we
+    received), in one query: a roll-up needs them all."""
+    statement = select(Delegation).where(Delegation.ticket_id == ticket.id)
+    return list(session.exec(statement.order_by(col(Delegation.offered_at))).all())
+
+
+def _take_seq(session: Session, delegation: Delegation) -> int:
+    """The delegation's next outgoing ``seq``, and ``updated_at`` = now, in ONE statement.
+
+    ``UPDATE … RETURNING`` as ``outbox.next_seq`` (the row stays locked to the end of the
+    transaction); both values are set on the object as committed, so its own flush does not
+    write the row again unless something else changed.
+    """
+    now = utcnow()
+    with session.no_autoflush:
+        if delegation.id is None or delegation in session.new:
+            session.flush()
+        seq = int(
+            session.execute(
+                update(Delegation)
+                .where(col(Delegation.id) == delegation.id)
+                .values(seq_out=col(Delegation.seq_out) + 1, updated_at=now)
+                .returning(col(Delegation.seq_out))
+                .execution_options(synchronize_session=False)
+            ).scalar_one()
+        )
+    set_committed_value(delegation, "seq_out", seq)
+    set_committed_value(delegation, "updated_at", now)
+    return seq
 
 
 def _send(
@@ -82,22 +127,27 @@ def _send(
     link = _link(session, delegation)
     if require_active and link.state != "active":
         raise Conflict(f"the link to {link.peer_account} is {link.state}")
-    delegation.updated_at = utcnow()
     session.add(delegation)
     if refresh and message_type in CLOCK_TYPES:
         sla_service.refresh_ticket(session=session, ticket=_ticket(session, delegation))
-    outbox.enqueue_next(
+    if supersede:
+        outbox.supersede_pending(
+            session=session,
+            account_id=identity.account_id,
+            to=delegation.peer_account,
+            subject=delegation.delegation_id,
+            message_type=message_type,
+        )
+    outbox.enqueue(
         session=session,
         identity=identity,
-        counter=Delegation,
-        row_id=delegation.id,
         to=delegation.peer_account,
         link_id=delegation.link_id,
         message_type=message_type,
         subject=delegation.delegation_id,
+        seq=_take_seq(session, delegation),
         body=body,
         sent_at=sent_at,
-        supersede=supersede,
     )
 
 
@@ -307,7 +357,11 @@ def rework(
 
 
 def _ticket(session: Session, delegation: Delegation) -> Ticket:
-    return ticket_service.get_by_id(session=session, ticket_id=delegation.ticket_id)
+    # ``session.get``: the ticket is usually in the session already (no query then).
+    ticket = session.get(Ticket, delegation.ticket_id)
+    if ticket is None:
+        raise NotFound("ticket not found")
+    return ticket
 
 
 def _record_on_ticket(
@@ -428,10 +482,17 @@ def _pass_rating_down(session: Session, identity: Identity, ticket: Ticket, body
             )
 
 
-def subtree_for(*, session: Session, ticket: Ticket) -> list[dict[str, Any]]:
-    """Our outgoing delegations of this ticket with what each partner rolled up (undisclosed)."""
+def subtree_for(
+    *, session: Session, ticket: Ticket, rows: Sequence[Delegation] | None = None
+) -> list[dict[str, Any]]:
+    """Our outgoing delegations of this ticket with what each partner rolled up (undisclosed).
+
+    ``rows``: the ticket's delegations by offer time when the caller already loaded them.
+    """
     nodes = []
-    for d in outgoing(session=session, ticket=ticket):
+    if rows is None:
+        rows = outgoing(session=session, ticket=ticket)
+    for d in (r for r in rows if r.role == "out"):
         view = chain.DelegationView(
             id=d.delegation_id,
             partner=d.peer_account,
@@ -462,26 +523,27 @@ def _assignee_role(session: Session, ticket: Ticket) -> str | None:
 
 def roll_up(*, session: Session, identity: Identity, ticket: Ticket, note: str = "") -> None:
     """Tell our upstream our status and our subtree, as its link's contract discloses it."""
-    delegation = incoming(session=session, ticket=ticket)
+    rows = _of_ticket(session, ticket)  # the one query for the ticket's delegations
+    delegation = next((r for r in rows if r.role == "in"), None)
     if (
         delegation is None
         or ticket.status == "offered"
         or delegation.state in ("declined", "recalled")
     ):
-        sla_service.refresh_ticket(session=session, ticket=ticket)
+        sla_service.refresh_ticket(session=session, ticket=ticket, rows=rows)
         return
     sla_service.observe_status(delegation=delegation, status=ticket.status, at=ticket.updated_at)
     link = _link(session, delegation)
     if link.state != "active":
-        sla_service.refresh_ticket(session=session, ticket=ticket)
+        sla_service.refresh_ticket(session=session, ticket=ticket, rows=rows)
         return  # nothing crosses a suspended link; resuming it rolls the current state up
     contract = Contract.model_validate(link.contract)
     new_state = states.delegation_state_for(ticket.status, delegation.state)
     delegation.state = new_state
     delegation.resolved_at = ticket.resolved_at if new_state in ("resolved", "confirmed") else None
-    sla_service.refresh_ticket(session=session, ticket=ticket)
+    sla_service.refresh_ticket(session=session, ticket=ticket, rows=rows)
     subtree = chain.disclose(
-        subtree_for(session=session, ticket=ticket), contract.disclose_subcontractors
+        subtree_for(session=session, ticket=ticket, rows=rows), contract.disclose_subcontractors
     )
     _send(
         session=session,
@@ -652,15 +714,19 @@ def apply(
         raise RejectedMessage(
             "wrong_direction", f"{message_type} on a {delegation.role} delegation"
         )
-    if message_type in _NEEDS_SETTINGS:
-        handler(session, identity, delegation, body, settings)
-    else:
-        handler(session, identity, delegation, body)
-    delegation.updated_at = utcnow()
-    session.add(delegation)
-    if message_type in CLOCK_TYPES - _ROLLS_UP:
-        sla_service.refresh_ticket(session=session, ticket=_ticket(session, delegation))
-    session.flush()
+    # Without autoflush: every query here would otherwise write the changes made so far (one
+    # flush per query, eight per applied roll-up). What the queries read does not depend on
+    # them: rows are found by ids and roles that never change, and the objects already in the
+    # session come back with their changes. The inbox flushes once, with its own row.
+    with session.no_autoflush:
+        if message_type in _NEEDS_SETTINGS:
+            handler(session, identity, delegation, body, settings)
+        else:
+            handler(session, identity, delegation, body)
+        delegation.updated_at = utcnow()
+        session.add(delegation)
+        if message_type in CLOCK_TYPES - _ROLLS_UP:
+            sla_service.refresh_ticket(session=session, ticket=_ticket(session, delegation))
 
 
 def _up_accept(

@@ -49,7 +49,7 @@ def enqueue(
     body: WireModel,
     sent_at: datetime | None = None,
 ) -> OutboxMessage:
-    """Sign an envelope from ``identity`` and add it to the outbox (flushed, not committed)."""
+    """Sign an envelope from ``identity`` and add it to the outbox (not flushed, not committed)."""
     message_id, data = seal(
         key=identity.key,
         sender=identity.account_id,
@@ -70,8 +70,7 @@ def enqueue(
         body=data,
         traceparent=tracing.for_outbox(),
     )
-    session.add(row)
-    session.flush()
+    session.add(row)  # written with the caller's next flush or commit
     return row
 
 
@@ -86,6 +85,13 @@ def supersede_pending(
     Call it just before enqueueing a newer envelope of the same stateful type; returns how
     many rows it superseded (see the module docstring for why this is safe).
     """
+    if any(isinstance(obj, OutboxMessage) for obj in session.new):
+        session.flush()  # rows this transaction wrote count too (enqueue does not flush)
+    with session.no_autoflush:
+        return _supersede(session, account_id, to, subject, message_type)
+
+
+def _supersede(session: Session, account_id: str, to: str, subject: str, message_type: str) -> int:
     rows = session.execute(
         select(col(OutboxMessage.id), col(OutboxMessage.type), col(OutboxMessage.tries))
         .where(

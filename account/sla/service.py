@@ -200,10 +200,20 @@ def refresh(
     return clocks
 
 
-def refresh_ticket(*, session: Session, ticket: Ticket, now: datetime | None = None) -> None:
-    """Refresh every delegation of a ticket and the ticket's own worst state."""
+def refresh_ticket(
+    *,
+    session: Session,
+    ticket: Ticket,
+    now: datetime | None = None,
+    rows: Sequence[Delegation] | None = None,
+) -> None:
+    """Refresh every delegation of a ticket and the ticket's own worst state.
+
+    ``rows``: the ticket's delegations when the caller already loaded them (a roll-up).
+    """
     now = now or utcnow()
-    rows = session.exec(select(Delegation).where(Delegation.ticket_id == ticket.id)).all()
+    if rows is None:
+        rows = session.exec(select(Delegation).where(Delegation.ticket_id == ticket.id)).all()
     states: list[str] = []
     for row in rows:
         refresh(session=session, delegation=row, priority=ticket.priority, now=now)

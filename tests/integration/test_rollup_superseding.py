@@ -275,12 +275,24 @@ def test_a_crash_between_superseding_and_the_commit_loses_nothing(built: Built, 
         clock.tick()
         _hold_status(fork, "l1", built.numbers["l1"], "on_hold")
 
-        def crash(*_args: object, **_kwargs: object) -> int:
+        def crash(*_args: object, **_kwargs: object) -> None:
             raise RuntimeError("killed after superseding, before the commit")
 
+        superseded: list[int] = []
+        real = outbox.supersede_pending
+
+        def recording(**kwargs: Any) -> int:
+            superseded.append(real(**kwargs))
+            return superseded[-1]
+
         clock.tick()
-        with mock.patch.object(outbox, "next_seq", crash), pytest.raises(RuntimeError):
+        with (
+            mock.patch.object(outbox, "supersede_pending", recording),
+            mock.patch.object(outbox, "enqueue", crash),
+            pytest.raises(RuntimeError),
+        ):
             _hold_status(fork, "l1", built.numbers["l1"], "in_progress")
+        assert superseded == [1]  # it had superseded the old row when it died
         assert _states(fork, "l1") == ["pending"]  # rolled back: the old row still waits
         # After the restart the old roll-up leaves; the status change was never committed.
         clock.tick()
