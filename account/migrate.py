@@ -205,9 +205,14 @@ def make_revision(message: str) -> Path | None:
 @cache
 def node_tables() -> frozenset[str]:
     """Names of the tables of SQLModel classes defined in ``account`` (all of them imported)."""
-    from sqlmodel import SQLModel
-
     import account.models  # noqa: F401  (registers every node table)
+
+    return tables_defined_in("account")
+
+
+def tables_defined_in(package: str) -> frozenset[str]:
+    """Names of the tables of the SQLModel classes (imported so far) defined under ``package``."""
+    from sqlmodel import SQLModel
 
     names: set[str] = set()
     pending: list[type[Any]] = [SQLModel]
@@ -215,7 +220,7 @@ def node_tables() -> frozenset[str]:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
         table = cls.__dict__.get("__table__")
-        if table is not None and cls.__module__.startswith("account."):
+        if table is not None and cls.__module__.startswith(package + "."):
             names.add(str(table.name))
     return frozenset(names)
 

@@ -50,15 +50,7 @@ class AdapterSchema:
 
     def tables(self) -> frozenset[str]:
         """Names of the tables of the SQLModel classes defined in the adapter's package."""
-        from sqlmodel import SQLModel
+        from account.migrate import tables_defined_in
 
         self.load_models()
-        names: set[str] = set()
-        pending: list[type[Any]] = [SQLModel]
-        while pending:
-            cls = pending.pop()
-            pending.extend(cls.__subclasses__())
-            table = cls.__dict__.get("__table__")
-            if table is not None and cls.__module__.startswith(self.package + "."):
-                names.add(str(table.name))
-        return frozenset(names)
+        return tables_defined_in(self.package)

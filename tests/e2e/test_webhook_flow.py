@@ -147,6 +147,19 @@ def adapter(amqp_url: str, tmp_path: Path, db_backend: str) -> Iterator[AdapterP
         delete_queues(amqp_url, [process.account_id, *hosted])
 
 
+def join(adapter: AdapterProcess, token: str, helpdesk: HelpDesk) -> tuple[str, str]:
+    """The help desk joins with the upstream's invitation; its account and secret."""
+    participant = adapter.call(
+        "POST",
+        "/api/v1/webhook-participants",
+        json={"token": token, "name": "Zen Co", "url": helpdesk.url, "mapping": MAPPING},
+        expect=201,
+    )
+    account, secret = str(participant["account_id"]), str(participant["secret"])
+    adapter.hosted.append(account)  # type: ignore[attr-defined]
+    return account, secret
+
+
 def signed(secret: str, payload: Any, *, at: int | None = None) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload).encode()
     stamp = int(time.time()) if at is None else at
@@ -166,14 +179,7 @@ def test_a_help_desk_works_a_ticket_through_signed_webhooks(
         json={"token": invite["token"], "name": "Zen Co", "url": "ftp://desk.example/x"},
     )
     assert bad.status_code == 400, bad.text
-    participant = adapter.call(
-        "POST",
-        "/api/v1/webhook-participants",
-        json={"token": invite["token"], "name": "Zen Co", "url": helpdesk.url, "mapping": MAPPING},
-        expect=201,
-    )
-    account, secret = participant["account_id"], participant["secret"]
-    adapter.hosted.append(account)  # type: ignore[attr-defined]
+    account, secret = join(adapter, invite["token"], helpdesk)
     listed = adapter.call("GET", "/api/v1/webhook-participants")["items"]
     assert [p["account_id"] for p in listed] == [account] and "secret" not in listed[0]
     eventually(
@@ -396,14 +402,7 @@ def test_a_hosted_account_rotates_its_key_with_the_overlap_window(
 ) -> None:
     acme = nodes("acme")
     invite = acme.call("POST", "/api/v1/links/invitations", json={"contract": {}})
-    participant = adapter.call(
-        "POST",
-        "/api/v1/webhook-participants",
-        json={"token": invite["token"], "name": "Zen Co", "url": helpdesk.url, "mapping": MAPPING},
-        expect=201,
-    )
-    account, secret = participant["account_id"], participant["secret"]
-    adapter.hosted.append(account)  # type: ignore[attr-defined]
+    account, secret = join(adapter, invite["token"], helpdesk)
     eventually(lambda: partner_kid(acme, account) is not None, what="the link at the upstream")
     first_kid = partner_kid(acme, account)
 
