@@ -96,8 +96,12 @@ def _supersede(session: Session, account_id: str, to: str, subject: str, message
         select(col(OutboxMessage.id), col(OutboxMessage.type), col(OutboxMessage.tries))
         .where(
             col(OutboxMessage.state) == "pending",
-            col(OutboxMessage.account_id) == account_id,
-            col(OutboxMessage.to_account) == to,
+            # ``|| ''``: read through the ``state`` index (the few pending rows). Without it
+            # SQLite, which keeps no statistics, picked the ``to_account`` index: every row
+            # ever sent to the upstream, 7 % of a busy node's CPU in tix bench and growing
+            # with its history. PostgreSQL's statistics choose the ``state`` index anyway.
+            col(OutboxMessage.account_id).concat("") == account_id,
+            col(OutboxMessage.to_account).concat("") == to,
             col(OutboxMessage.subject) == subject,
         )
         .order_by(col(OutboxMessage.id).desc())

@@ -12,6 +12,13 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+from sqlalchemy import event
+from sqlmodel import Session
+
+from account.db import create_tables, make_engine
+from account.messaging import outbox
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "apply_cost.py"
 
@@ -43,3 +50,29 @@ def test_applying_and_rolling_up_stays_within_its_statement_budget(tmp_path: Pat
         if rows[what]["statements_each"] > statements or rows[what]["flushes_each"] > flushes
     ]
     assert over == []
+
+
+def test_superseding_reads_the_pending_rows_through_the_state_index(tmp_path: Path) -> None:
+    """Not every row ever sent to the recipient (SQLite has no statistics to tell them apart)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    create_tables(engine)
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, sql: str, params: Any, *_rest: Any) -> None:
+        if sql.lstrip().upper().startswith("SELECT"):
+            seen.append((sql, params))
+
+    with Session(engine) as session:
+        event.listen(engine, "before_cursor_execute", capture)
+        try:
+            outbox.supersede_pending(
+                session=session, account_id="l1", to="gc", subject="d1", message_type="x"
+            )
+        finally:
+            event.remove(engine, "before_cursor_execute", capture)
+        ((sql, params),) = seen
+        plan = session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all()
+    engine.dispose()
+    assert [row[3] for row in plan] == [
+        "SEARCH outboxmessage USING INDEX ix_outboxmessage_state (state=?)"
+    ]
