@@ -1,14 +1,17 @@
 """The outbox relay: publishes committed envelopes in order, marks them sent on confirm.
 
-Rows leave in ``id`` order, one destination at a time: if a row cannot go (its recipient has
-no inbox yet: ``Unroutable``), later rows to the same recipient wait behind it, across batches,
-so a partner never sees a status before the offer it belongs to, while other recipients are
-not held up. A row is
-marked ``sent`` only after the broker confirmed it; a crash between the confirm and the mark
-republishes it, and the receiver's inbox drops the duplicate. While the broker is away the relay
-raises ``TransportUnavailable`` to the node's supervisor, which reconnects with backoff; nothing
-is lost, because the rows stay ``pending`` in the database. A row that stays unroutable for
-``GIVE_UP_AFTER`` is marked ``failed`` for the operator (``GET /api/v1/admin/outbox``).
+Each recipient's rows leave in ``id`` order, one at a time (the next only after the broker
+confirmed the one before); different recipients are published to side by side. If a row cannot
+go (its recipient has no inbox yet: ``Unroutable``; or the broker refused it), later rows to the
+same recipient wait behind it, across batches, so a partner never sees a status before the
+offer it belongs to, while other recipients are not held up. A drain marks every confirmed row
+``sent`` in one transaction after its publishes; a crash between the confirms and that commit
+republishes them, and the receiver's inbox drops the duplicates. While the broker is away the
+relay raises ``TransportUnavailable`` to the node's supervisor, which reconnects with backoff;
+nothing is lost, because the rows stay ``pending`` in the database. A row that stays
+unroutable for ``GIVE_UP_AFTER`` is marked ``failed`` for the operator
+(``GET /api/v1/admin/outbox``). Rows another transaction marked ``superseded`` while they were
+in flight are left as they are (only ``pending`` rows are marked ``sent``).
 """
 
 from __future__ import annotations
