@@ -252,6 +252,7 @@ def enqueue_comment(node: Node, to: str, text: str) -> tuple[int, str]:
             seq=1,
             body=comment_body(text),
         )
+        session.flush()  # enqueue leaves the row to the caller's flush
         assert row.id is not None
         return row.id, row.message_id
 
