@@ -40,6 +40,7 @@ from account.tmf.config import TmfSettings
 from account.tmf.models import TmfCursor, TmfHub, TmfNotification, TmfTicketInfo
 from account.users.models import User
 from exchange.clock import aware, instant, parse_instant, utcnow
+from exchange.egress import AsyncGuardedTransport, EgressPolicy
 
 log = logging.getLogger("tix.tmf")
 
@@ -261,23 +262,39 @@ async def deliver_once(engine: Engine, client: httpx.AsyncClient, settings: TmfS
     return len(items)
 
 
-def client_for(settings: TmfSettings) -> httpx.AsyncClient:
-    """The HTTP client for callbacks: no redirects followed, no proxies from the environment."""
+def client_for(settings: TmfSettings, policy: EgressPolicy | None = None) -> httpx.AsyncClient:
+    """The HTTP client for callbacks: no redirects followed, no proxies from the environment,
+    and connections only where the node's egress ``policy`` allows (public addresses unless
+    ``TIX_EGRESS_ALLOW`` lists more): a TMF client chooses its callback URL (B18)."""
     return httpx.AsyncClient(
-        timeout=settings.timeout_seconds, follow_redirects=False, trust_env=False
+        timeout=settings.timeout_seconds,
+        follow_redirects=False,
+        trust_env=False,
+        transport=AsyncGuardedTransport(policy or EgressPolicy()),
     )
 
 
 async def serve(ctx: NodeContext) -> None:
     """The notifier of a running node (``NodeRuntime.start``), configured by ``TIX_TMF_*``."""
-    await run(ctx.engine, ctx.identity, TmfSettings(), base_url=ctx.settings.public_url)
+    await run(
+        ctx.engine,
+        ctx.identity,
+        TmfSettings(),
+        base_url=ctx.settings.public_url,
+        policy=ctx.settings.egress_policy,
+    )
 
 
 async def run(
-    engine: Engine, identity: Identity, settings: TmfSettings, *, base_url: str = ""
+    engine: Engine,
+    identity: Identity,
+    settings: TmfSettings,
+    *,
+    base_url: str = "",
+    policy: EgressPolicy | None = None,
 ) -> None:
     """Derive and deliver until cancelled; errors are logged and the loop goes on."""
-    async with client_for(settings) as client:
+    async with client_for(settings, policy) as client:
         while True:
             busy = False
             try:

@@ -29,6 +29,7 @@ from account.tmf.config import TmfSettings
 from account.tmf.models import TmfCursor, TmfHub, TmfNotification
 from account.users import service as user_service
 from account.users.models import UserCreate
+from exchange.egress import parse_allow
 from exchange.signing import generate_key
 from tests.support.db import clear_tables
 from tests.support.tmf import listener, schema_errors
@@ -36,6 +37,7 @@ from tests.support.tmf import listener, schema_errors
 BASE = "/tmf-api/troubleTicket/v5"
 ADMIN = ("root", "root-password-1")
 FAST = TmfSettings(retry_initial_seconds=0.01, retry_max_seconds=0.02, poll_seconds=0.01)
+LOOPBACK = parse_allow("127.0.0.0/8")  # the listeners run on loopback, allowed only when listed
 
 
 @pytest.fixture
@@ -407,7 +409,7 @@ async def test_events_reach_a_listener_in_order_and_survive_it_being_down(
 ) -> None:
     disp = await as_user(client, "disp")
     alice = await as_user(client, "alice")
-    async with notifier.client_for(FAST) as http:
+    async with notifier.client_for(FAST, LOOPBACK) as http:
         await _drain(ctx, http)  # the cursor starts at the end of the timeline
         with listener() as staff_listener, listener() as contact_listener:
             for headers, target in ((disp, staff_listener), (alice, contact_listener)):
@@ -546,3 +548,26 @@ async def test_a_timeline_line_that_commits_late_is_not_skipped(
     )
     with Session(ctx.engine) as session:
         assert str(missing) not in session.exec(select(TmfCursor)).one().gaps
+
+
+async def test_a_callback_on_loopback_gets_nothing_unless_the_operator_allows_it(
+    client: httpx.AsyncClient, ctx: NodeContext
+) -> None:
+    """B18: a TMF client chooses its callback URL; by default the node posts only to public
+    addresses, so a callback at its own loopback is never connected to (and stays pending)."""
+    disp = await as_user(client, "disp")
+    async with notifier.client_for(FAST) as strict:
+        await _drain(ctx, strict)
+        with listener() as target:
+            response = await client.post(f"{BASE}/hub", json={"callback": target.url}, headers=disp)
+            assert response.status_code == 201, response.text
+            await client.post(f"{BASE}/troubleTicket", json=NEW_TICKET, headers=disp)
+            await _drain(ctx, strict, rounds=3)
+            assert target.events == []
+            with Session(ctx.engine) as session:
+                rows = session.exec(select(TmfNotification)).all()
+            assert rows and all(row.state == "pending" for row in rows)
+            assert all(
+                (row.last_error or "").startswith("EgressRefused: egress refused: 127.0.0.1")
+                for row in rows
+            )
