@@ -120,18 +120,22 @@ class Chain:
             )
             for name in LEVELS
         ]
-        with ThreadPoolExecutor(len(nodes)) as pool:
-            list(pool.map(lambda n: n.init(), nodes))
-            list(
-                pool.map(
-                    lambda pair: pair[1].start(BASE_ENV | (env or {}).get(LEVELS[pair[0]], {})),
-                    enumerate(nodes),
-                )
-            )
         chain = cls(nodes, broker, workdir, env or {}, databases)
-        terms = {"auto_accept": True} | (contract or {})
-        for up, down in itertools.pairwise(nodes):
-            link(up, down, terms)
+        try:
+            with ThreadPoolExecutor(len(nodes)) as pool:
+                list(pool.map(lambda n: n.init(), nodes))
+                list(
+                    pool.map(
+                        lambda pair: pair[1].start(BASE_ENV | (env or {}).get(LEVELS[pair[0]], {})),
+                        enumerate(nodes),
+                    )
+                )
+            terms = {"auto_accept": True} | (contract or {})
+            for up, down in itertools.pairwise(nodes):
+                link(up, down, terms)
+        except BaseException:
+            chain.close()  # no node process, client or database left behind by a failed build
+            raise
         return chain
 
     def db(self, node: NodeProcess) -> str:
