@@ -278,7 +278,7 @@ def dlq_replay(limit: Annotated[int, typer.Option()] = 100) -> None:
 
 @outbox_app.command("list")
 def outbox_list(
-    state: Annotated[str, typer.Option(help="pending | sent | failed")] = "pending",
+    state: Annotated[str, typer.Option(help="pending | sent | failed | superseded")] = "pending",
     limit: Annotated[int, typer.Option()] = 50,
 ) -> None:
     """Show outbox rows with their tries and last error."""

@@ -92,7 +92,11 @@ _MARK_SENT = (
     .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)), _OUTBOX.c.state == "pending")
     .values(state="sent", sent_at=bindparam("now"), tries=_OUTBOX.c.tries + 1, last_error=None)
 )
-_RETRY_OF = sa_select(_OUTBOX.c.tries, _OUTBOX.c.created_at).where(_OUTBOX.c.id == bindparam("id"))
+# Only a row still pending is retried: one superseded meanwhile (outbox.supersede_pending) is
+# left as it is, so it can neither be marked failed nor hold its recipient.
+_RETRY_OF = sa_select(_OUTBOX.c.tries, _OUTBOX.c.created_at).where(
+    _OUTBOX.c.id == bindparam("id"), _OUTBOX.c.state == "pending"
+)
 
 
 def _due(engine: Engine, limit: int) -> list[_Row]:

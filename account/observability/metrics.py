@@ -75,7 +75,7 @@ class _NodeCollector(Collector):
         outbox = GaugeMetricFamily(
             "tix_outbox_messages", "Outbox rows by state (database)", labels=["state"]
         )
-        for state in sorted(set(by_state) | {"pending", "sent", "failed"}):
+        for state in sorted(set(by_state) | {"pending", "sent", "failed", "superseded"}):
             outbox.add_metric([state], by_state.get(state, 0))
         yield outbox
         yield GaugeMetricFamily(

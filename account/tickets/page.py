@@ -53,7 +53,8 @@ def load(session: Session, account_id: str, tickets: Sequence[Ticket]) -> PageFa
             .where(
                 OutboxMessage.account_id == account_id,
                 col(OutboxMessage.subject).in_(subjects),
-                OutboxMessage.state != "sent",
+                # not "sent" and not "superseded" (a newer state went in its place)
+                col(OutboxMessage.state).in_(("pending", "failed")),
             )
             .order_by(col(OutboxMessage.id))
         ).all()

@@ -796,3 +796,28 @@ async def test_a_failed_row_holds_its_recipient_until_an_operator_retries_it(up:
     assert await consumed(transport, "x", 2) == [r1[1], r2[1]]
     assert retry_failed(up.engine) == 0
     await transport.close()
+
+
+def test_a_row_superseded_while_its_publish_failed_is_neither_retried_nor_given_up(
+    up: Node,
+) -> None:
+    """The relay read a day-old row, the publish was refused, and meanwhile a newer state
+    superseded it: the settle leaves it superseded (a ``failed`` row would hold its recipient
+    until an operator acts), while a pending row in the same settle is given up as before."""
+    from account.messaging import relay as relay_module
+
+    old, _ = enqueue_comment(up, "x", "superseded meanwhile")
+    kept, _ = enqueue_comment(up, "x", "still pending")
+    day_ago = relay_module.utcnow() - relay_module.GIVE_UP_AFTER - timedelta(minutes=1)
+    with session_scope(up.engine) as session:
+        for row_id in (old, kept):
+            row = session.get(OutboxMessage, row_id)
+            assert row is not None
+            row.created_at = day_ago
+            session.add(row)
+    set_state(up, old, "superseded")
+
+    relay_module._settle(up.engine, [], [(old, "unroutable"), (kept, "unroutable")], 1.0)
+
+    assert (outbox_row(up, old).state, outbox_row(up, old).tries) == ("superseded", 0)
+    assert (outbox_row(up, kept).state, outbox_row(up, kept).tries) == ("failed", 1)
