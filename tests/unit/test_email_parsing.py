@@ -27,6 +27,12 @@ CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "mail"
 REPLY = "tix+cmfvcymx3mz2dqrjg4rxydgk@mail.tix.example"
 
 
+# Inputs that took 12-35 s of CPU before their guards take milliseconds with them. The bounds
+# are on this process's CPU time (wall time is inflated by other processes on a loaded machine)
+# and far above the guarded cost: they catch a guard that stopped working, not a slow machine.
+CPU_BOUND = 5.0
+
+
 def build_mail(
     *,
     sender: str = "Ivan Petrov <ivan.petrov@coolfix.example>",
@@ -65,10 +71,12 @@ def nested_multiparts(depth: int, newline: bytes = b"\r\n") -> bytes:
 
 @pytest.mark.parametrize("newline", [b"\r\n", b"\n", b"\r"])
 def test_mime_bomb_of_depth_1000_is_refused_before_parsing(newline: bytes) -> None:
-    started = time.perf_counter()
-    mail = parsing.parse_inbound(nested_multiparts(1000, newline))
-    assert mail.rejected == "too_deep"
-    assert time.perf_counter() - started < 0.5
+    mails = []
+    assert (
+        _seconds(lambda: mails.append(parsing.parse_inbound(nested_multiparts(1000, newline))))
+        < CPU_BOUND
+    )
+    assert mails[0].rejected == "too_deep"
 
 
 def test_nested_message_rfc822_and_digest_bombs_are_refused() -> None:
@@ -129,18 +137,18 @@ def _to_header(count: int) -> str:
 
 def test_5000_address_to_header_is_refused_quickly() -> None:
     raw = build_mail(to=_to_header(5000))
-    started = time.perf_counter()
+    started = time.process_time()
     assert parsing.parse_inbound(raw).rejected == "header_too_large"
     big_headers = parsing.parse_inbound(raw, max_header_bytes=1_000_000)
     assert big_headers.rejected == "too_many_recipients"
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < CPU_BOUND
 
 
 def test_5000_address_to_header_parses_in_linear_time_when_allowed() -> None:
     raw = build_mail(to=_to_header(4999) + f", {REPLY}")
-    started = time.perf_counter()
+    started = time.process_time()
     mail = parsing.parse_inbound(raw, max_header_bytes=1_000_000, max_recipients=10_000)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < CPU_BOUND
     assert mail.rejected is None
     assert len(mail.recipients) == 5000
     assert mail.token_addresses == (REPLY,)
@@ -600,10 +608,10 @@ def test_html_with_unclosed_head_keeps_the_body() -> None:
 
 
 def _seconds(action: object) -> float:
-    started = time.perf_counter()
+    started = time.process_time()
     assert callable(action)
     action()
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 @pytest.mark.parametrize(
@@ -619,7 +627,7 @@ def _seconds(action: object) -> float:
     ],
 )
 def test_html_that_makes_html_parser_quadratic_converts_quickly(markup: str) -> None:
-    assert _seconds(lambda: html_to_text(markup)) < 1.0
+    assert _seconds(lambda: html_to_text(markup)) < CPU_BOUND
 
 
 def test_script_text_with_angle_brackets_is_dropped_whole() -> None:
@@ -632,7 +640,7 @@ def test_script_text_with_angle_brackets_is_dropped_whole() -> None:
 def test_parameter_header_full_of_semicolons_is_refused(header: str) -> None:
     # The library's parameter splitting took 12 s on a 60 KB Content-Type of quoted semicolons.
     raw = build_mail(headers=f'{header}: x/y; name="{";" * 60_000}"\n')
-    assert _seconds(lambda: parsing.parse_inbound(raw)) < 0.5
+    assert _seconds(lambda: parsing.parse_inbound(raw)) < CPU_BOUND
     assert parsing.parse_inbound(raw).rejected == "header_too_large"
 
 
@@ -644,9 +652,9 @@ def test_millions_of_short_lines_are_refused_by_line_count() -> None:
 def test_body_text_is_bounded_across_parts() -> None:
     part = "--b\nContent-Type: text/html\n\n" + "<p>words</p>" * 20_000 + "\n"
     raw = build_mail(content_type='multipart/mixed; boundary="b"', body=part * 50 + "--b--\n")
-    started = time.perf_counter()
+    started = time.process_time()
     mail = parsing.parse_inbound(raw, max_text_chars=50_000)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < CPU_BOUND
     assert len(mail.text) <= 50_000
     assert "text_truncated" in mail.defects
 
@@ -655,9 +663,9 @@ def test_split_reply_reads_a_bounded_prefix() -> None:
     from adapters.email.commands import split_reply
 
     text = "ACCEPT\n" + "line\n" * 2_000_000
-    started = time.perf_counter()
+    started = time.process_time()
     reply = split_reply(text)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < CPU_BOUND
     assert reply.command == "accept"
     assert len(reply.comment) < 100_000
 
@@ -669,6 +677,4 @@ def test_split_reply_reads_a_bounded_prefix() -> None:
 def test_split_reply_stays_linear_on_repetitive_text(text: str) -> None:
     from adapters.email.commands import split_reply
 
-    started = time.perf_counter()
-    split_reply(text)
-    assert time.perf_counter() - started < 1.0
+    assert _seconds(lambda: split_reply(text)) < CPU_BOUND
