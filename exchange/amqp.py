@@ -580,13 +580,18 @@ class AmqpTransport(Transport):
         ]
 
     async def replay_dead(self, account_id: str, *, limit: int = 100) -> int:
-        """Move up to ``limit`` dead letters back into the account's inbox; return how many."""
+        """Move up to ``limit`` dead letters back into the account's inbox; return how many.
+
+        At most what the queue held when asked: a replayed message that dies again at once (the
+        node still refuses it) lands behind them and is not taken a second time by this call.
+        """
         check_account_id(account_id)
         channel = await self._open_channel(confirms=False)
         moved = 0
         try:
-            queue = await channel.get_queue(dead_queue(account_id), ensure=False)
-            for _ in range(limit):
+            queue = await channel.declare_queue(dead_queue(account_id), passive=True)
+            held = int(queue.declaration_result.message_count or 0)
+            for _ in range(min(limit, held)):
                 got = await queue.get(no_ack=False, fail=False, timeout=GET_TIMEOUT)
                 if got is None:
                     break

@@ -293,13 +293,15 @@ class InProcessTransport(Transport):
         ]
 
     async def replay_dead(self, account_id: str, *, limit: int = 100) -> int:
-        """Move up to ``limit`` dead letters to the tail of the inbox; return how many."""
+        """Move up to ``limit`` dead letters to the tail of the inbox; return how many (at most
+        what the dead letters held when asked, as on RabbitMQ)."""
         self._check()
         await asyncio.sleep(0)
         inbox = self._broker.inbox(account_id)
         if inbox is None:
             return 0
         moved = 0
+        limit = min(limit, len(inbox.dead))
         while inbox.dead and moved < limit:
             message, _reason = inbox.dead.popleft()
             # A replay is a fresh publish: the broker's delivery count starts again.

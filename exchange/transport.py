@@ -138,4 +138,7 @@ class Transport(ABC):
 
     @abstractmethod
     async def replay_dead(self, account_id: str, *, limit: int = 100) -> int:
-        """Move up to ``limit`` dead letters back into the account's inbox; return how many."""
+        """Move up to ``limit`` dead letters back into the account's inbox; return how many.
+
+        Never more than the dead letters held when asked, so a message that dies again while
+        the call runs is not replayed twice by it."""

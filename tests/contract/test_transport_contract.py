@@ -223,6 +223,34 @@ async def test_replay_dead_puts_the_message_back_into_the_inbox(
     assert await transport.replay_dead(account) == 0
 
 
+async def test_a_replayed_message_that_dies_again_is_not_replayed_twice_by_one_call(
+    transport: Transport, new_account: NewAccount
+) -> None:
+    """The node still refuses the message: it goes back to the dead letters while the replay
+    runs, and the call moves only what was there when it was asked (one), not it again."""
+    account = await new_account()
+    await transport.publish(to=account, body=b"poison", message_id="p-1")
+    recorder = Recorder(lambda _d: Outcome.dead("schema_invalid"))
+    task = asyncio.create_task(transport.consume(account, recorder))
+    try:
+        deadline = time.monotonic() + WAIT
+        while len(await transport.dead_letters(account)) < 1:
+            assert time.monotonic() < deadline, recorder.deliveries
+            await asyncio.sleep(0.05)
+
+        assert await transport.replay_dead(account) == 1
+
+        while len(recorder.deliveries) < 2 or len(await transport.dead_letters(account)) < 1:
+            assert time.monotonic() < deadline, recorder.deliveries
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert [d.message_id for d in await transport.dead_letters(account)] == ["p-1"]
+    assert [d.body for d in recorder.deliveries] == [b"poison", b"poison"]
+
+
 async def test_a_delivery_whose_handler_raises_is_retried_not_lost(
     transport: Transport, new_account: NewAccount
 ) -> None:
