@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-import time
 from datetime import UTC, datetime, timedelta
 
 # Test-only controllable clock: with ``TIX_FAULT_INJECTION=1`` and ``TIX_CLOCK_OFFSET_FILE``
 # naming a file that holds a number of seconds, ``utcnow`` runs that far ahead of the wall clock
 # (several node processes share one file, so a test moves all their clocks at once). The file is
-# read at most every 0.2 s. In any other configuration this costs one dictionary lookup.
-_offset_cache: list[float] = [0.0, -1.0]  # offset seconds, monotonic time of the last read
+# read on every call, so no node can act on a new offset while another still runs on the old one
+# (with a cache, a node could send an envelope dated by the new offset to a partner whose clock
+# had not moved yet, which refused it as ``future_sent_at``); a file caught half-written (empty
+# or not a number) keeps the last value read. In any other configuration this costs one
+# dictionary lookup.
+_last_offset: list[float] = [0.0]
 
 
 def _offset() -> timedelta:
@@ -19,15 +22,12 @@ def _offset() -> timedelta:
     path = os.environ.get("TIX_CLOCK_OFFSET_FILE")
     if not path:
         return timedelta(0)
-    now = time.monotonic()
-    if now - _offset_cache[1] >= 0.2:
-        try:
-            with open(path) as fh:
-                _offset_cache[0] = float(fh.read().strip() or 0)
-        except (OSError, ValueError):
-            _offset_cache[0] = 0.0
-        _offset_cache[1] = now
-    return timedelta(seconds=_offset_cache[0])
+    try:
+        with open(path) as fh:
+            _last_offset[0] = float(fh.read().strip())
+    except (OSError, ValueError):
+        pass
+    return timedelta(seconds=_last_offset[0])
 
 
 def utcnow() -> datetime:
