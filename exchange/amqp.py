@@ -582,18 +582,23 @@ class AmqpTransport(Transport):
     async def replay_dead(self, account_id: str, *, limit: int = 100) -> int:
         """Move up to ``limit`` dead letters back into the account's inbox; return how many.
 
-        At most what the queue held when asked: a replayed message that dies again at once (the
-        node still refuses it) lands behind them and is not taken a second time by this call.
+        A replayed message that dies again at once (the node still refuses it) lands behind
+        the others; when this call meets a message id it has already replayed, it puts that one
+        back and stops, so it never replays a message twice. (Not the queue's message count
+        from a passive declare: on a quorum queue it can lag a requeue that just happened.)
         """
         check_account_id(account_id)
         channel = await self._open_channel(confirms=False)
         moved = 0
+        replayed: set[str] = set()
         try:
-            queue = await channel.declare_queue(dead_queue(account_id), passive=True)
-            held = int(queue.declaration_result.message_count or 0)
-            for _ in range(min(limit, held)):
+            queue = await channel.get_queue(dead_queue(account_id), ensure=False)
+            for _ in range(limit):
                 got = await queue.get(no_ack=False, fail=False, timeout=GET_TIMEOUT)
                 if got is None:
+                    break
+                if got.message_id is not None and got.message_id in replayed:
+                    await got.nack(requeue=True)
                     break
                 try:
                     await self._publish(
@@ -607,6 +612,8 @@ class AmqpTransport(Transport):
                     raise
                 await got.ack()
                 moved += 1
+                if got.message_id is not None:
+                    replayed.add(got.message_id)
         except aiormq.exceptions.ChannelNotFoundEntity:
             return moved
         except _UNAVAILABLE as exc:

@@ -140,5 +140,4 @@ class Transport(ABC):
     async def replay_dead(self, account_id: str, *, limit: int = 100) -> int:
         """Move up to ``limit`` dead letters back into the account's inbox; return how many.
 
-        Never more than the dead letters held when asked, so a message that dies again while
-        the call runs is not replayed twice by it."""
+        A message that dies again while the call runs is not replayed twice by it."""
