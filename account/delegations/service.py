@@ -43,7 +43,10 @@ def outgoing(*, session: Session, ticket: Ticket) -> list[Delegation]:
     statement = select(Delegation).where(
         Delegation.ticket_id == ticket.id, Delegation.role == "out"
     )
-    return list(session.exec(statement.order_by(col(Delegation.offered_at))).all())
+    # id breaks ties: two offers in the same millisecond (the wire's precision) keep one order
+    return list(
+        session.exec(statement.order_by(col(Delegation.offered_at), col(Delegation.id))).all()
+    )
 
 
 def incoming(*, session: Session, ticket: Ticket) -> Delegation | None:
@@ -84,7 +87,10 @@ def _of_ticket(session: Session, ticket: Ticket) -> list[Delegation]:
     """Every delegation of the ticket (ours to partners first by offer time, and the one we
     received), in one query: a roll-up needs them all."""
     statement = select(Delegation).where(Delegation.ticket_id == ticket.id)
-    return list(session.exec(statement.order_by(col(Delegation.offered_at))).all())
+    # id breaks ties: two offers in the same millisecond (the wire's precision) keep one order
+    return list(
+        session.exec(statement.order_by(col(Delegation.offered_at), col(Delegation.id))).all()
+    )
 
 
 def _take_seq(session: Session, delegation: Delegation) -> int:

@@ -272,7 +272,7 @@ def ticket_sla(
         rows = session.exec(
             select(Delegation)
             .where(Delegation.ticket_id == ticket.id)
-            .order_by(col(Delegation.offered_at))
+            .order_by(col(Delegation.offered_at), col(Delegation.id))
         ).all()
     incoming = next((r for r in rows if r.role == "in"), None)
     outgoing = [r for r in rows if r.role == "out"]
