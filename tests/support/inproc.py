@@ -305,9 +305,10 @@ class Net:
         self.network.extend(collected)
         return collected
 
-    def deliver(self, i: int, *, duplicate: bool = False) -> Delivered:
+    def deliver(self, i: int, *, duplicate: bool = False, collect: bool = True) -> Delivered:
         """Apply in-flight message ``i`` at its recipient (keeping a copy in flight if
-        ``duplicate``), then collect whatever that caused."""
+        ``duplicate``), then collect whatever that caused (unless ``collect`` is false: it
+        stays in the recipient's outbox, pending, for a later ``collect``)."""
         if duplicate:
             message = self.network[i]
             message.duplicated = True
@@ -317,7 +318,8 @@ class Net:
         received = inbox.receive(message.data, engine=peer.engine, identities=peer.identities)
         delivered = Delivered(message=message, outcome=received.outcome, reason=received.reason)
         self.deliveries.append(delivered)
-        self.collect(message.to)  # only the recipient's outbox can have changed
+        if collect:
+            self.collect(message.to)  # only the recipient's outbox can have changed
         return delivered
 
     def drain_fifo(self, limit: int = 10_000) -> int:
