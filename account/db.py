@@ -9,9 +9,21 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, SQLModel, create_engine
+
+
+def _one_connection_sqlite(url: str | URL) -> Engine:
+    """A SQLite engine with a pool of one connection, shared by the process's threads."""
+    return create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        poolclass=QueuePool,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=60,
+    )
 
 
 def make_engine(url: str) -> Engine:
@@ -23,14 +35,7 @@ def make_engine(url: str) -> Engine:
         # One connection per process: threads queue for it at checkout (woken at once) instead
         # of meeting SQLite's busy handler, which sleeps up to 100 ms between tries. SQLite
         # runs one writer at a time anyway; other processes (the CLI) still use busy_timeout.
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=QueuePool,
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=60,
-        )
+        engine = _one_connection_sqlite(url)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -70,14 +75,7 @@ def reader_for(engine: Engine) -> Engine:
         return engine
     reader = _readers.get(engine)
     if reader is None:
-        reader = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=QueuePool,
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=60,
-        )
+        reader = _one_connection_sqlite(url)
 
         @event.listens_for(reader, "connect")
         def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
