@@ -507,10 +507,6 @@ class AmqpTransport(Transport):
             log.exception("handler failed on %s of %s; retrying", message.message_id, account_id)
             outcome = Outcome.retry(type(exc).__name__)
 
-        if outcome.disposition is Disposition.ACK:
-            async with asyncio.timeout(SETTLE_TIMEOUT):
-                await message.ack()
-            return None
         if outcome.disposition is Disposition.RETRY:
             # V5: every requeue counts toward the delivery limit; do not spin through it.
             await asyncio.sleep(retry_backoff(self._retry_backoff, count, self._max_retry_backoff))
@@ -520,6 +516,25 @@ class AmqpTransport(Transport):
             if message.message_id and count < DELIVERY_LIMIT:
                 return message.message_id
             return None
+        settle = asyncio.ensure_future(self._settle(account_id, message, outcome))
+        try:
+            await asyncio.shield(settle)
+        except asyncio.CancelledError:
+            # Stopped after the handler decided: finish settling (each step is bounded) so the
+            # decided message is not handed back to be applied again, or dead-lettered twice.
+            with contextlib.suppress(Exception):
+                await settle
+            raise
+        return None
+
+    async def _settle(
+        self, account_id: str, message: AbstractIncomingMessage, outcome: Outcome
+    ) -> None:
+        """Ack a delivery, or dead-letter it with its reason and then ack it."""
+        if outcome.disposition is Disposition.ACK:
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                await message.ack()
+            return
         try:
             await self._publish(
                 DEAD_EXCHANGE_NAME,
@@ -539,10 +554,9 @@ class AmqpTransport(Transport):
             # The inbox's DLX (tix.dead, routing key = account) takes it instead.
             async with asyncio.timeout(SETTLE_TIMEOUT):
                 await message.reject(requeue=False)
-            return None
+            return
         async with asyncio.timeout(SETTLE_TIMEOUT):
             await message.ack()
-        return None
 
     # -- dead letters ---------------------------------------------------------------------------
 

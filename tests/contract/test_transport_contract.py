@@ -251,6 +251,38 @@ async def test_a_replayed_message_that_dies_again_is_not_replayed_twice_by_one_c
     assert [d.body for d in recorder.deliveries] == [b"poison", b"poison"]
 
 
+async def test_a_consumer_stopped_just_after_its_handler_decided_still_settles(
+    transport: Transport, new_account: NewAccount
+) -> None:
+    """A stop (cancel) that lands between the handler's verdict and its settlement finishes
+    the settlement: a decided message is dead-lettered or acked once, not handed back."""
+    account = await new_account()
+    await publish_many(transport, account, [b"poison", b"fine", b"last"])
+    decided: list[bytes] = []
+    for _round in range(2):
+        once = asyncio.Event()
+
+        async def decide(delivery: Delivery, once: asyncio.Event = once) -> Outcome:
+            if once.is_set():
+                await asyncio.sleep(WAIT * 10)  # held unsettled until the stop: stays queued
+            once.set()
+            decided.append(delivery.body)
+            return Outcome.dead("parked") if delivery.body == b"poison" else Outcome.ack()
+
+        task = asyncio.create_task(transport.consume(account, decide))
+        try:
+            async with asyncio.timeout(WAIT):
+                await once.wait()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # No waiting here: the stop itself finished the settlement.
+        assert [d.reason for d in await transport.dead_letters(account)] == ["parked"]
+    assert decided == [b"poison", b"fine"]
+    assert (await first_delivery(transport, account)).body == b"last"
+
+
 async def test_a_delivery_whose_handler_raises_is_retried_not_lost(
     transport: Transport, new_account: NewAccount
 ) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
@@ -363,10 +364,17 @@ def test_dlq_replay_with_broker_identity_works_as_the_accounts_own_user(
             task = asyncio.create_task(transport.consume(acme.account_id, park))
             try:
                 await asyncio.wait_for(parked, 20)
+                # The handler has returned its verdict, but the consumer publishes the dead
+                # letter and acks after that: stopping it now could leave the message in the
+                # inbox (CI caught that race), so wait until the dead letter is there.
+                deadline = time.monotonic() + 20
+                while not (dead := await transport.dead_letters(acme.account_id)):
+                    assert time.monotonic() < deadline, "the parked message never dead-lettered"
+                    await asyncio.sleep(0.05)
             finally:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-            assert [d.reason for d in await transport.dead_letters(acme.account_id)] == ["parked"]
+            assert [d.reason for d in dead] == ["parked"]
         finally:
             await transport.close()
 
