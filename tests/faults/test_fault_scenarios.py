@@ -52,17 +52,44 @@ def _private_broker() -> Iterator[PrivateBroker]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+class Chains:
+    """The module's shared chain, built on first use and rebuilt after a failed scenario.
+
+    A scenario that fails may leave a node down, a link half rekeyed or an outbox stuck; the
+    scenarios after it would then fail for its reason, so a failure discards the chain.
+    """
+
+    def __init__(self, broker: PrivateBroker, backend: str) -> None:
+        self.broker = broker
+        self.backend = backend
+        self._chain: Chain | None = None
+        self._workdir: Path | None = None
+
+    def get(self) -> Chain:
+        if self._chain is None:
+            workdir = Path(tempfile.mkdtemp(prefix="tix-faults-chain-", dir="/tmp"))
+            workdir.chmod(0o755)
+            self._workdir = workdir
+            self._chain = build_chain(self.broker, workdir, backend=self.backend)
+        return self._chain
+
+    def discard(self) -> None:
+        chain, workdir = self._chain, self._workdir
+        self._chain = self._workdir = None
+        if chain is not None:
+            chain.close()
+            delete_queues(self.broker.url, [n.account_id for n in chain.nodes])
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def fault_chain(fault_broker: PrivateBroker, db_backend: str) -> Iterator[Chain]:
-    workdir = Path(tempfile.mkdtemp(prefix="tix-faults-chain-", dir="/tmp"))
-    workdir.chmod(0o755)
-    chain = build_chain(fault_broker, workdir, backend=db_backend)
+def fault_chains(fault_broker: PrivateBroker, db_backend: str) -> Iterator[Chains]:
+    chains = Chains(fault_broker, db_backend)
     try:
-        yield chain
+        yield chains
     finally:
-        chain.close()
-        delete_queues(fault_broker.url, [n.account_id for n in chain.nodes])
-        shutil.rmtree(workdir, ignore_errors=True)
+        chains.discard()
 
 
 def _assert_passed(result: Result, chain_logs: str = "") -> None:
@@ -86,9 +113,13 @@ def _assert_passed(result: Result, chain_logs: str = "") -> None:
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_scenario_loses_and_doubles_nothing(name: str, fault_chain: Chain) -> None:
-    result = run(SCENARIOS[name], fault_chain, tickets=CI_TICKETS)
-    _assert_passed(result)
+def test_scenario_loses_and_doubles_nothing(name: str, fault_chains: Chains) -> None:
+    try:
+        result = run(SCENARIOS[name], fault_chains.get(), tickets=CI_TICKETS)
+        _assert_passed(result)
+    except BaseException:
+        fault_chains.discard()
+        raise
 
 
 @pytest.mark.slow
