@@ -2,6 +2,7 @@
 
 from account.attachments.models import Attachment
 from account.delegations.models import Delegation
+from account.hub.models import HubSentInvitation
 from account.links.models import Invitation, Link
 from account.messaging.models import InboxMessage, OutboxMessage, RejectedInbound
 from account.sla.models import SlaEventRecord
@@ -15,6 +16,7 @@ __all__ = [
     "Attachment",
     "Comment",
     "Delegation",
+    "HubSentInvitation",
     "InboxMessage",
     "Invitation",
     "Link",

@@ -1,4 +1,4 @@
-"""CLI for the hub: ``tix exchange serve``, ``tix hub register|search|invite`` and
+"""CLI for the hub: ``tix exchange serve``, ``tix hub register|search|invite|sent`` and
 ``tix link inbox|accept-incoming|decline-incoming`` (registered on the existing apps in
 ``account/cli.py``)."""
 
@@ -110,6 +110,33 @@ def hub_invite(
     console.print(f"invitation sent to [bold]{to}[/] (link {sent['link_id']})")
 
 
+@hub_app.command("sent")
+def hub_sent(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=200, help="at most this many")] = 50,
+) -> None:
+    """Invitations this account sent through the hub, and what became of them (accepted,
+    declined with the partner's reason, expired): the hub is asked for news first."""
+    from fastapi import HTTPException
+
+    from account.bootstrap import build_context
+    from account.hub import service
+
+    ctx = build_context(Settings())
+    try:
+        result = asyncio.run(service.sent(ctx, limit=limit))
+    except (AccountError, HTTPException) as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    if not result["synced"]:
+        console.print("[yellow]the hub did not answer: states as last known[/]")
+    for item in result["items"]:
+        reason = f"\t{item['reason']}" if item["reason"] else ""
+        typer.echo(f"{item['id']}\t{item['to']}\t{item['state']}\t{item['sent_at']}{reason}")
+
+
 def link_inbox(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -152,8 +179,10 @@ def link_accept_incoming(
 
 def link_decline_incoming(
     invitation_id: Annotated[str, typer.Argument(help="the id tix link inbox shows")],
+    reason: Annotated[str, typer.Option(help="why, for the sender (at most 500 chars)")] = "",
 ) -> None:
-    """Decline an invitation from the hub inbox: the hub drops it, nothing is linked."""
+    """Decline an invitation from the hub inbox: nothing is linked, and the sender's node
+    learns it was declined (with the reason)."""
     from fastapi import HTTPException
 
     from account.bootstrap import build_context
@@ -161,7 +190,7 @@ def link_decline_incoming(
 
     ctx = build_context(Settings())
     try:
-        declined = asyncio.run(service.decline_incoming(ctx, invitation_id))
+        declined = asyncio.run(service.decline_incoming(ctx, invitation_id, reason=reason))
     except (AccountError, HTTPException) as exc:
         raise _fail(exc) from exc
     console.print(f"declined the invitation from [bold]{declined['from']}[/]")

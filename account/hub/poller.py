@@ -2,7 +2,9 @@
 
 Every ``TIX_HUB_POLL_SECONDS`` (0: never) the loop makes one signed ``GET
 /hub/v1/invitations/pending`` and keeps only the count and whether the hub answered, in
-``ctx.status`` (memory; nothing is written to the database, the hub keeps the tokens). The web
+``ctx.status`` (memory; the hub keeps the tokens). While invitations this node sent are pending,
+it also asks what became of them (``GET /hub/v1/invitations/sent``) and records the answers
+(``service.sync_sent``: accepted, declined with a reason, expired). The web
 UI shows the count next to "Partners"; the partners page fetches the invitations themselves.
 A new arrival is logged once. The loop never raises: a hub that is down or refuses (say, this
 account is not registered yet) is logged at most once per change of state.
@@ -33,6 +35,10 @@ async def poll_once(ctx: NodeContext) -> int | None:
     if len(items) > before:
         log.info("hub: %d invitation(s) from partners wait for an admin", len(items))
     service.note_pending(ctx, len(items))
+    try:
+        await service.sync_sent(ctx, hub_timeout=10.0)
+    except (HubRefused, HubUnavailable) as exc:
+        log.warning("hub: cannot learn what became of sent invitations: %s", exc)
     return len(items)
 
 
@@ -42,5 +48,8 @@ async def run(ctx: NodeContext) -> None:
     if not ctx.settings.hub_url or every <= 0:
         return
     while True:
-        await poll_once(ctx)
+        try:
+            await poll_once(ctx)
+        except Exception:  # a database error, say: logged, and the next round tries again
+            log.exception("hub: polling failed")
         await asyncio.sleep(every)

@@ -4,25 +4,37 @@ Invitations travel by pull: the sender's node hands the ordinary invitation toke
 (``POST /hub/v1/invitations``); the recipient's node lists what waits for it when its admin
 asks (``GET /api/v1/links/incoming`` → a signed ``GET /hub/v1/invitations/pending``, also what
 the partners page shows), and accepting one runs the ordinary ``accept_invitation`` with that
-token, then tells the hub to forget it; declining one only tells the hub to forget it. Nothing
-is stored on the node until the admin accepts, so the node needs no table: the hub keeps the
-token until then or until it expires. ``account.hub.poller`` asks every
-``TIX_HUB_POLL_SECONDS`` and keeps only the count (``ctx.status``, in memory) for the web UI.
+token, then tells the hub (``accepted``); declining one tells the hub ``declined`` with the
+admin's optional reason. Either way the hub drops the token and keeps only the answer for the
+sender. Nothing incoming is stored on the node until the admin accepts: the hub keeps the token
+until then or until it expires.
+
+The sender's node records each invitation it sent through the hub (``HubSentInvitation``) and
+learns what became of it (``sync_sent``: accepted, declined with the reason, expired, taken);
+then it lets the hub forget the answer. A declined invitation is revoked on the node, so its
+token can no longer link. ``account.hub.poller`` does both every ``TIX_HUB_POLL_SECONDS`` and
+keeps the incoming count (``ctx.status``, in memory) for the web UI.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import HTTPException
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from account.context import NodeContext
 from account.errors import Conflict, Invalid, NotFound
+from account.hub.models import SENT_STATES, HubSentInvitation
 from account.links import service as link_service
-from account.links.models import InvitationCreate, Link
+from account.links.models import Invitation, InvitationCreate, Link
+from exchange.clock import aware, instant, parse_instant, utcnow
 from exchange.hub.client import HubClient, HubRefused, HubUnavailable
+
+log = logging.getLogger("tix.hub")
 
 # ``ctx.status`` keys: whether the hub answered the last time, and how many invitations wait.
 STATUS_HUB = "hub"
@@ -107,6 +119,17 @@ async def invite(
     except (HubRefused, HubUnavailable) as exc:
         session.rollback()
         raise _map(exc) from exc
+    session.add(
+        HubSentInvitation(
+            id=str(sent["id"]),
+            account_id=ctx.account_id,
+            invitation_id=invitation.id,
+            link_id=invitation.link_id,
+            to_account=to,
+            note=note,
+            expires_at=invitation.expires_at,
+        )
+    )
     session.commit()
     return {
         "invitation_id": invitation.id,
@@ -178,28 +201,165 @@ async def accept_incoming(ctx: NodeContext, session: Session, invitation_id: str
         session.commit()
         ctx.wake_relay()
     try:
-        await hub.acknowledge(invitation_id)
+        await hub.decide(invitation_id, decision="accepted")
     except (HubRefused, HubUnavailable):
-        pass  # the link stands; the next accept of this id only acknowledges it
+        pass  # the link stands; the next accept of this id only tells the hub again
     else:
         note_pending(ctx, max(0, len(items) - 1))
     return link
 
 
-async def decline_incoming(ctx: NodeContext, invitation_id: str) -> dict[str, Any]:
-    """Decline the hub-delivered invitation ``invitation_id``: the hub drops its token.
-
-    Nothing changes on this node; the sender's invitation stays open on its node until it
-    expires (it is single use, and nobody else can fetch it from the hub).
-    """
+async def decline_incoming(
+    ctx: NodeContext, invitation_id: str, *, reason: str = ""
+) -> dict[str, Any]:
+    """Decline the hub-delivered invitation ``invitation_id``: the hub drops its token and
+    keeps the answer (with ``reason``, at most 500 characters) for the sender's node, which
+    revokes the invitation when it learns it. Nothing changes on this node."""
+    reason = reason.strip()
+    if len(reason) > 500:
+        raise Invalid("reason: at most 500 characters")
     hub = client(ctx)
     try:
         items = await hub.pending()
         item = next((i for i in items if i["id"] == invitation_id), None)
         if item is None:
             raise NotFound("no such incoming invitation")
-        await hub.acknowledge(invitation_id)
+        await hub.decide(invitation_id, decision="declined", reason=reason)
     except (HubRefused, HubUnavailable) as exc:
         raise _map(exc) from exc
     note_pending(ctx, max(0, len(items) - 1))
-    return {"id": invitation_id, "from": item["from"], "from_label": item["from_label"]}
+    return {
+        "id": invitation_id,
+        "from": item["from"],
+        "from_label": item["from_label"],
+        "reason": reason,
+    }
+
+
+# -- invitations this node sent ---------------------------------------------------------------
+
+
+def _open_sent(ctx: NodeContext) -> dict[str, tuple[str, str]]:
+    """The sent invitations still ``pending`` here: hub id → (invitation id, state of the
+    node's own invitation), read in a short session (never held across a hub call)."""
+    with Session(ctx.engine) as session:
+        rows = session.exec(
+            select(HubSentInvitation, Invitation.state)
+            .join(
+                Invitation,
+                col(Invitation.id) == col(HubSentInvitation.invitation_id),
+                isouter=True,
+            )
+            .where(
+                HubSentInvitation.account_id == ctx.account_id,
+                HubSentInvitation.state == "pending",
+            )
+        ).all()
+        return {row.id: (row.invitation_id, state or "") for row, state in rows}
+
+
+def _outcome(item: dict[str, Any] | None, *, local_state: str) -> str:
+    if local_state == "used":  # the partner's link.accept arrived: accepted, whatever the hub
+        return "accepted"
+    if item is None:
+        return "pending"
+    state = str(item.get("state", "pending"))
+    return state if state in SENT_STATES else "pending"
+
+
+async def sync_sent(ctx: NodeContext, *, hub_timeout: float | None = None) -> list[str]:
+    """Learn what became of this node's pending sent invitations; the hub ids that changed.
+
+    Answers are written here first, then the hub is told to forget them (best effort: an
+    answer the hub keeps is read again, changing nothing). A declined invitation is revoked,
+    so its token can no longer link. Raises ``HubUnavailable`` / ``HubRefused`` when the hub
+    does not answer (the rows stay pending). Without pending rows the hub is not asked.
+    """
+    open_rows = _open_sent(ctx)
+    if not open_rows:
+        return []
+    hub = client(ctx, timeout=hub_timeout)
+    items = {str(i["id"]): i for i in await hub.sent()}
+    now = utcnow()
+    changed: list[str] = []
+    with Session(ctx.engine) as session:
+        for hub_id, (invitation_id, local_state) in open_rows.items():
+            item = items.get(hub_id)
+            state = _outcome(item, local_state=local_state)
+            row = session.get(HubSentInvitation, hub_id)
+            if row is None or row.state != "pending":
+                continue
+            if state == "pending" and aware(row.expires_at) <= now:
+                state = "expired"  # the hub forgot it (say, the operator removed an entry)
+            if state == "pending":
+                continue
+            row.state = state
+            if item is not None and state != "accepted":
+                row.reason = str(item.get("reason") or "")[:500]
+            decided = item.get("decided_at") if item is not None else None
+            row.decided_at = parse_instant(decided) if isinstance(decided, str) else now
+            session.add(row)
+            if state == "declined":
+                invitation = session.get(Invitation, invitation_id)
+                if invitation is not None and invitation.state == "open":
+                    invitation.state = "revoked"
+                    session.add(invitation)
+                log.info(
+                    "hub: %s declined the invitation %s%s",
+                    row.to_account,
+                    hub_id,
+                    f": {row.reason}" if row.reason else "",
+                )
+            changed.append(hub_id)
+        session.commit()
+    for hub_id in changed:
+        if hub_id in items:
+            try:
+                await hub.dismiss(hub_id)
+            except (HubRefused, HubUnavailable):
+                pass  # read again next time; the row here is no longer pending
+    return changed
+
+
+def sent_to_public(row: HubSentInvitation) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "invitation_id": row.invitation_id,
+        "link_id": row.link_id,
+        "to": row.to_account,
+        "note": row.note,
+        "state": row.state,
+        "reason": row.reason,
+        "sent_at": instant(aware(row.sent_at)),
+        "expires_at": instant(aware(row.expires_at)),
+        "decided_at": instant(aware(row.decided_at)) if row.decided_at is not None else None,
+    }
+
+
+async def sent(
+    ctx: NodeContext, *, limit: int = 50, hub_timeout: float | None = None
+) -> dict[str, Any]:
+    """This node's invitations sent through the hub, newest first, after asking the hub for
+    news (``synced`` false when it did not answer: the states are the last known)."""
+    synced = False
+    try:
+        if ctx.settings.hub_url:
+            await sync_sent(ctx, hub_timeout=hub_timeout)
+            synced = True
+    except (HubRefused, HubUnavailable) as exc:
+        log.warning("hub: cannot learn what became of sent invitations: %s", exc)
+        synced = False
+    with Session(ctx.engine) as session:
+        rows = session.exec(
+            select(HubSentInvitation)
+            .where(HubSentInvitation.account_id == ctx.account_id)
+            .order_by(col(HubSentInvitation.sent_at).desc(), col(HubSentInvitation.id))
+            .limit(limit)
+        ).all()
+        items = [sent_to_public(row) for row in rows]
+        total = session.exec(
+            select(func.count())
+            .select_from(HubSentInvitation)
+            .where(HubSentInvitation.account_id == ctx.account_id)
+        ).one()
+    return {"items": items, "total": int(total), "synced": synced}

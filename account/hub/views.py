@@ -59,6 +59,21 @@ async def invite(
     )
 
 
+class Decline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=500)
+
+
+@router.get("/api/v1/hub/invitations")
+async def sent(
+    ctx: ContextDep, user: AdminUser, limit: int = Query(default=50, ge=1, le=200)
+) -> dict[str, Any]:
+    """Invitations this node sent through the hub with what became of them (the hub is asked
+    for news first; ``synced`` is false when it did not answer)."""
+    return await service.sent(ctx, limit=limit)
+
+
 @router.get("/api/v1/links/incoming")
 async def incoming(ctx: ContextDep, user: AdminUser) -> dict[str, Any]:
     items = await service.incoming(ctx)
@@ -74,5 +89,8 @@ async def accept_incoming(
 
 
 @router.post("/api/v1/links/incoming/{invitation_id}/decline")
-async def decline_incoming(ctx: ContextDep, user: AdminUser, invitation_id: str) -> dict[str, Any]:
-    return await service.decline_incoming(ctx, invitation_id)
+async def decline_incoming(
+    ctx: ContextDep, user: AdminUser, invitation_id: str, body: Decline | None = None
+) -> dict[str, Any]:
+    """Decline; the optional ``reason`` reaches the sender's node through the hub."""
+    return await service.decline_incoming(ctx, invitation_id, reason=(body or Decline()).reason)

@@ -269,6 +269,18 @@ RU: Final[dict[str, str]] = {
     "The hub cannot be reached now; try again later.": ("Хаб сейчас недоступен; попробуйте позже."),
     "Invitation sent to {partner} through the hub.": "Приглашение отправлено {partner} через хаб.",
     "Invitation from {partner} declined.": "Приглашение от {partner} отклонено.",
+    "Reason (the sender sees it)": "Причина (её увидит отправитель)",
+    "Invitations sent through the hub": "Приглашения, отправленные через хаб",
+    "The hub did not answer: states as last known.": (
+        "Хаб не ответил: показаны последние известные состояния."
+    ),
+    "Sent": "Отправлено",
+    "invitation:pending": "ждёт ответа",
+    "invitation:accepted": "принято",
+    "invitation:declined": "отклонено",
+    "invitation:expired": "истекло",
+    "invitation:taken": "снято без ответа",
+    "invitation:withdrawn": "отозвано",
     "priority:critical": "критический",
     "priority:high": "высокий",
     "priority:normal": "обычный",
@@ -324,6 +336,7 @@ CATALOGUE: Final[dict[str, dict[str, str]]] = {"en": EN, "ru": RU}
 
 FAMILIES: Final = (
     "status", "priority", "sla", "state", "vis", "role", "direction", "disclose", "link", "event",
+    "invitation",
 )  # fmt: skip
 
 

@@ -1,6 +1,8 @@
 """The partners page's hub part (admins): search the hub's directory and invite a company
 through it; see the invitations that arrived for this account and accept or decline each in
-one click.
+one click (a decline may say why: the sender sees the reason); and see the invitations this
+account sent through the hub with what became of them (pending, accepted, declined with the
+partner's reason, expired), as this node last learnt it from the hub.
 
 The hub is asked live (signed requests, ``account.hub.service``) when the page is shown, with a
 short timeout: a node without a hub, or a hub that is down, shows a message in place of the
@@ -85,6 +87,10 @@ async def hub_section(
     if not ctx.settings.hub_url:
         return {"configured": False}
     section: dict[str, Any] = {"configured": True, "query": query or "", "problem": None}
+    session.commit()  # end the page's read: the hub calls below may take a while
+    sent = await hub_service.sent(ctx, limit=MAX_RESULTS, hub_timeout=PAGE_TIMEOUT)
+    section["sent"] = sent["items"]
+    section["sent_synced"] = sent["synced"]
     try:
         incoming = await hub_service.incoming(ctx, hub_timeout=PAGE_TIMEOUT)
     except (AccountError, HTTPException) as exc:
@@ -174,7 +180,9 @@ async def decline_incoming(
         return not_found_page(request, ctx, user)
     t = i18n.translator(language_of(request))
     try:
-        declined = await hub_service.decline_incoming(ctx, invitation_id[:36])
+        declined = await hub_service.decline_incoming(
+            ctx, invitation_id[:36], reason=field(form, "reason")[:500]
+        )
     except (AccountError, HTTPException) as exc:
         return redirect(BACK, error=_hub_problem(exc, t))
     partner = declined["from_label"] or declined["from"]

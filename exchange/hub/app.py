@@ -25,7 +25,7 @@ from exchange.errors import TransportError
 from exchange.hub import audit, deadletters, directory, invitations
 from exchange.hub.config import HubSettings
 from exchange.hub.errors import Forbidden, HubError, Invalid, TooLarge, Unauthorized
-from exchange.hub.models import DirectoryEntry, hub_registry
+from exchange.hub.models import DirectoryEntry, upgrade_schema
 from exchange.hub.tap import AuditTap
 
 M = TypeVar("M", bound=BaseModel)
@@ -41,7 +41,7 @@ def make_engine(settings: HubSettings) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    hub_registry.metadata.create_all(engine)
+    upgrade_schema(engine)
     return engine
 
 
@@ -146,6 +146,10 @@ def create_app(settings: HubSettings, *, engine: Engine | None = None) -> FastAP
             raise Forbidden("register the account first")
         return signer.entry
 
+    def _labels(s: Session, accounts: set[str]) -> dict[str, str]:
+        entries = (s.get(DirectoryEntry, account) for account in sorted(accounts))
+        return {e.account_id: e.display_name for e in entries if e is not None}
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok", "audit_tap": "up" if tap.running.is_set() else "down"}
@@ -204,19 +208,41 @@ def create_app(settings: HubSettings, *, engine: Engine | None = None) -> FastAP
         with session() as s:
             me = registered(await signed(request, s))
             rows = invitations.pending_for(s, account=me.account_id)
-            labels = {
-                e.account_id: e.display_name
-                for e in (s.get(DirectoryEntry, r.from_account) for r in rows)
-                if e is not None
-            }
+            labels = _labels(s, {r.from_account for r in rows})
             s.commit()
             return {"items": [invitations.to_public(r, labels) for r in rows]}
 
-    @app.delete("/hub/v1/invitations/{invitation_id}", status_code=204)
-    async def acknowledge(request: Request, invitation_id: str) -> None:
+    @app.get("/hub/v1/invitations/sent")
+    async def sent(request: Request) -> dict[str, Any]:
+        """The signer's invitations with their state and answer (never a token)."""
         with session() as s:
             me = registered(await signed(request, s))
-            invitations.acknowledge(s, account=me.account_id, invitation_id=invitation_id)
+            invitations.prune(s)
+            rows = invitations.sent_by(s, account=me.account_id)
+            labels = _labels(s, {r.to_account for r in rows})
+            s.commit()
+            return {"items": [invitations.to_sender(r, labels) for r in rows]}
+
+    @app.post("/hub/v1/invitations/{invitation_id}/decision")
+    async def decide(request: Request, invitation_id: str) -> dict[str, Any]:
+        """The recipient's answer (accepted, or declined with a reason) for the sender."""
+        body = await _body(request)
+        decision = _parse(invitations.Decision, body)
+        with session() as s:
+            me = registered(await signed(request, s))
+            row = invitations.decide(
+                s, account=me.account_id, invitation_id=invitation_id, decision=decision
+            )
+            s.commit()
+            return {"id": row.id, "state": row.state, "reason": row.reason}
+
+    @app.delete("/hub/v1/invitations/{invitation_id}", status_code=204)
+    async def dismiss(request: Request, invitation_id: str) -> None:
+        """The recipient takes a pending invitation without an answer; the sender withdraws
+        one, or forgets one whose answer it has read."""
+        with session() as s:
+            me = registered(await signed(request, s))
+            invitations.dismiss(s, account=me.account_id, invitation_id=invitation_id)
             s.commit()
 
     # -- dead letters (operator) -----------------------------------------------------------

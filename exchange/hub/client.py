@@ -94,6 +94,18 @@ class HubClient:
         result = await self._call("GET", "/hub/v1/invitations/pending")
         return list(result["items"])
 
-    async def acknowledge(self, invitation_id: str) -> None:
-        """The invitation was taken (accepted, or declined): the hub drops its token."""
+    async def decide(self, invitation_id: str, *, decision: str, reason: str = "") -> None:
+        """Answer an invitation sent to this account (``accepted`` | ``declined``): the hub
+        drops its token and keeps the answer for the sender."""
+        body = {"decision": decision, "reason": reason}
+        await self._call("POST", f"/hub/v1/invitations/{invitation_id}/decision", body=body)
+
+    async def sent(self) -> list[dict[str, Any]]:
+        """The invitations this account sent, with their state and answer."""
+        result = await self._call("GET", "/hub/v1/invitations/sent")
+        return list(result["items"])
+
+    async def dismiss(self, invitation_id: str) -> None:
+        """``DELETE`` an invitation: the sender withdraws it or forgets its answer (the
+        recipient takes it without an answer, as nodes before answers existed did)."""
         await self._call("DELETE", f"/hub/v1/invitations/{invitation_id}")

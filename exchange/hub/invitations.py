@@ -1,5 +1,13 @@
 """Invitation delivery: a node hands the hub an invitation token for another account, whose
-node fetches it (pull, with a signed request) and acknowledges it once its admin accepted it.
+node fetches it (pull, with a signed request) and reports its admin's answer (accepted, or
+declined with an optional reason); the sender's node fetches the answers to what it sent
+(``sent_by``) and then lets the hub forget them.
+
+States: ``pending`` until the recipient answers (``expired`` is reported for a pending one
+past its expiry), then ``accepted`` | ``declined`` | ``taken`` (a node of an older version
+dismissed it with ``DELETE`` and said neither). The token is dropped as soon as the answer
+comes: only the answer waits for the sender. An answered or expired row the sender never
+collects goes after ``KEEP_ANSWERED_DAYS``.
 
 The hub checks that the token is an invitation of the sender, signed with the sender's pinned
 key and unexpired, and that the recipient is in the directory. It hands a token only to the
@@ -10,15 +18,17 @@ could accept them, so the database is an operator secret (docs/operator-guide.md
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, delete, or_
 from sqlmodel import Session, col, select
 
 from exchange.clock import aware, instant, utcnow
 from exchange.hub.directory import ACCOUNT_ID_RE
-from exchange.hub.errors import Invalid, NotFound
+from exchange.hub.errors import Conflict, Invalid, NotFound
 from exchange.hub.models import DirectoryEntry, HubInvitation
 from exchange.signing import public_key_from_b64
 
@@ -26,6 +36,9 @@ INVITATION_AUDIENCE = "tix:link-invitation"
 INVITATION_TYP = "tix-invite+jwt"
 MAX_TOKEN = 8_000
 MAX_PENDING_PER_PAIR = 5
+KEEP_ANSWERED_DAYS = 90
+MAX_LISTED = 200
+ANSWERS = ("accepted", "declined")
 
 
 class InvitationSend(BaseModel):
@@ -34,6 +47,15 @@ class InvitationSend(BaseModel):
     to: str = Field(min_length=2, max_length=63)
     token: str = Field(min_length=20, max_length=MAX_TOKEN)
     note: str = Field(default="", max_length=500)
+
+
+class Decision(BaseModel):
+    """The recipient's answer to an invitation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["accepted", "declined"]
+    reason: str = Field(default="", max_length=500)
 
 
 def _check_token(token: str, *, sender: DirectoryEntry) -> datetime:
@@ -103,18 +125,111 @@ def pending_for(session: Session, *, account: str) -> list[HubInvitation]:
         select(HubInvitation)
         .where(HubInvitation.to_account == account, HubInvitation.state == "pending")
         .order_by(col(HubInvitation.created_at))
-        .limit(200)
+        .limit(MAX_LISTED)
     ).all()
     return [row for row in rows if aware(row.expires_at) > now]
 
 
-def acknowledge(session: Session, *, account: str, invitation_id: str) -> None:
-    """The recipient's node took (accepted or dismissed) the invitation: forget its token."""
+def _addressed_to(session: Session, *, account: str, invitation_id: str) -> HubInvitation:
     invitation = session.get(HubInvitation, invitation_id)
     if invitation is None or invitation.to_account != account:
         raise NotFound("invitation not found")
-    session.delete(invitation)
+    return invitation
+
+
+def decide(
+    session: Session, *, account: str, invitation_id: str, decision: Decision
+) -> HubInvitation:
+    """Record the recipient's answer and drop the token. Repeating the same answer (the
+    node's first call got no reply) changes nothing; another answer is a conflict."""
+    invitation = _addressed_to(session, account=account, invitation_id=invitation_id)
+    if invitation.state != "pending":
+        if invitation.state == decision.decision:
+            return invitation
+        raise Conflict(f"invitation already {invitation.state}")
+    invitation.state = decision.decision
+    invitation.reason = decision.reason.strip() if decision.decision == "declined" else ""
+    invitation.decided_at = utcnow()
+    invitation.token = ""
+    session.add(invitation)
     session.flush()
+    return invitation
+
+
+def dismiss(session: Session, *, account: str, invitation_id: str) -> None:
+    """``DELETE`` of an invitation by one of its two accounts.
+
+    The recipient (a node that does not report answers) takes a pending invitation: the
+    token goes, and the sender learns that it was ``taken``. The sender withdraws a pending
+    one (the recipient no longer sees it) or forgets an answered or expired one it has read.
+    """
+    invitation = session.get(HubInvitation, invitation_id)
+    if invitation is None or account not in (invitation.from_account, invitation.to_account):
+        raise NotFound("invitation not found")
+    if account == invitation.from_account:
+        session.delete(invitation)
+    elif invitation.state == "pending":
+        invitation.state = "taken"
+        invitation.decided_at = utcnow()
+        invitation.token = ""
+        session.add(invitation)
+    else:
+        raise NotFound("invitation not found")
+    session.flush()
+
+
+def state_of(invitation: HubInvitation, now: datetime | None = None) -> str:
+    """The state a sender sees: ``expired`` for a pending invitation past its expiry."""
+    if invitation.state == "pending" and aware(invitation.expires_at) <= (now or utcnow()):
+        return "expired"
+    return invitation.state
+
+
+def prune(session: Session) -> int:
+    """Forget answers and expired invitations older than ``KEEP_ANSWERED_DAYS``."""
+    cutoff = utcnow() - timedelta(days=KEEP_ANSWERED_DAYS)
+    result = session.exec(
+        delete(HubInvitation).where(
+            or_(
+                and_(
+                    col(HubInvitation.decided_at).is_not(None),
+                    col(HubInvitation.decided_at) < cutoff,
+                ),
+                and_(
+                    col(HubInvitation.state) == "pending",
+                    col(HubInvitation.expires_at) < cutoff,
+                ),
+            )
+        )
+    )
+    return int(result.rowcount or 0)
+
+
+def sent_by(session: Session, *, account: str) -> list[HubInvitation]:
+    """What ``account`` sent and the hub still holds, newest first."""
+    rows = session.exec(
+        select(HubInvitation)
+        .where(HubInvitation.from_account == account)
+        .order_by(col(HubInvitation.created_at).desc(), col(HubInvitation.id))
+        .limit(MAX_LISTED)
+    ).all()
+    return list(rows)
+
+
+def to_sender(invitation: HubInvitation, labels: dict[str, str]) -> dict[str, object]:
+    """An invitation as its sender sees it: state and answer, never the token."""
+    decided = invitation.decided_at
+    return {
+        "id": invitation.id,
+        "to": invitation.to_account,
+        "to_label": labels.get(invitation.to_account, invitation.to_account),
+        "note": invitation.note,
+        "state": state_of(invitation),
+        "reason": invitation.reason,
+        "created_at": instant(aware(invitation.created_at)),
+        "expires_at": instant(aware(invitation.expires_at)),
+        "decided_at": instant(aware(decided)) if decided is not None else None,
+    }
 
 
 def to_public(invitation: HubInvitation, labels: dict[str, str]) -> dict[str, object]:

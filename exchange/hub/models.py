@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Index, Text, inspect, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -33,19 +34,28 @@ class DirectoryEntry(HubModel, table=True):
 
 
 class HubInvitation(HubModel, table=True):
-    """An invitation token on its way from one account's node to another's."""
+    """An invitation token on its way from one account's node to another's, and then the
+    recipient's answer on its way back to the sender's node (the token is dropped once
+    answered; the row goes when the sender's node has taken the answer, or after
+    ``invitations.KEEP_ANSWERED_DAYS``)."""
 
     __tablename__ = "hub_invitation"
-    __table_args__ = (Index("ix_hub_invitation_to", "to_account", "state"),)
+    __table_args__ = (
+        Index("ix_hub_invitation_to", "to_account", "state"),
+        Index("ix_hub_invitation_from", "from_account", "state"),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     from_account: str = Field(max_length=63)
     to_account: str = Field(max_length=63)
     token: str = Field(sa_column=Column(Text, nullable=False))
     note: str = Field(default="", max_length=500)
-    state: str = Field(default="pending", max_length=16)  # pending | taken
+    # pending | accepted | declined | taken (dismissed by a node that says neither)
+    state: str = Field(default="pending", max_length=16)
+    reason: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+    decided_at: datetime | None = None
 
 
 class RequestNonce(HubModel, table=True):
@@ -79,3 +89,37 @@ class AuditEvent(HubModel, table=True):
     size: int
     reason: str = Field(default="", max_length=200)
     received_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+# Columns added to a table after its first release: ``create_all`` makes new tables only, so
+# ``upgrade_schema`` adds these to a hub database made by an older version.
+_ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    "hub_invitation": {
+        "reason": "VARCHAR(500) NOT NULL DEFAULT ''",
+        "decided_at": "{timestamp}",
+    },
+}
+_ADDED_INDEXES = {"ix_hub_invitation_from": ("hub_invitation", ("from_account", "state"))}
+
+
+def upgrade_schema(engine: Engine) -> list[str]:
+    """Create missing tables, then add the columns and indexes newer than the database
+    (idempotent); the names of what was added."""
+    hub_registry.metadata.create_all(engine)
+    added: list[str] = []
+    inspector = inspect(engine)
+    sqlite = engine.dialect.name == "sqlite"
+    timestamp = "DATETIME" if sqlite else "TIMESTAMP WITH TIME ZONE"
+    with engine.begin() as conn:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {c["name"] for c in inspector.get_columns(table)}
+            for name, ddl in columns.items():
+                if name not in have:
+                    ddl = ddl.format(timestamp=timestamp)
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
+                    added.append(f"{table}.{name}")
+        for index, (table, cols) in _ADDED_INDEXES.items():
+            if index not in {i["name"] for i in inspector.get_indexes(table)}:
+                conn.execute(text(f"CREATE INDEX {index} ON {table} ({', '.join(cols)})"))
+                added.append(index)
+    return added

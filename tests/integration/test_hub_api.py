@@ -236,11 +236,103 @@ async def test_invitations_reach_only_their_recipient_and_must_be_the_senders_ow
     assert (await call(client, "GET", pending, key=carol, account="carol")).json()["items"] == []
     items = (await call(client, "GET", pending, key=bravo, account="bravo")).json()["items"]
     assert [(i["from"], i["token"]) for i in items] == [("acme", token)]
-    # Only the recipient can acknowledge; then it is gone.
+    # Only its two accounts can touch it; the recipient's DELETE takes it (no longer pending).
     path = f"/hub/v1/invitations/{items[0]['id']}"
     assert (await call(client, "DELETE", path, key=carol, account="carol")).status_code == 404
     assert (await call(client, "DELETE", path, key=bravo, account="bravo")).status_code == 204
     assert (await call(client, "GET", pending, key=bravo, account="bravo")).json()["items"] == []
+    assert (await call(client, "DELETE", path, key=bravo, account="bravo")).status_code == 404
+
+
+async def _send(
+    client: httpx.AsyncClient, key: Ed25519PrivateKey, sender: str, to: str, **token_args: Any
+) -> str:
+    token = invitation_token(key, sender, **token_args)
+    sent = await call(
+        client,
+        "POST",
+        "/hub/v1/invitations",
+        key=key,
+        account=sender,
+        body={"to": to, "token": token, "note": f"from {sender}"},
+    )
+    assert sent.status_code == 201, sent.text
+    return str(sent.json()["id"])
+
+
+async def test_the_recipients_answer_reaches_the_sender_and_then_the_hub_forgets_it(
+    client: httpx.AsyncClient,
+) -> None:
+    acme, bravo, carol = generate_key(), generate_key(), generate_key()
+    for key, name in ((acme, "acme"), (bravo, "bravo"), (carol, "carol")):
+        assert (await register(client, key, name, signer=None)).status_code == 200
+    declined, accepted, taken = [await _send(client, acme, "acme", "bravo") for _ in range(3)]
+    # Within the send's clock leeway, but past its expiry: the sender sees it expired.
+    expired = await _send(client, acme, "acme", "carol", exp_in=-5)
+
+    def decision(invitation_id: str) -> str:
+        return f"/hub/v1/invitations/{invitation_id}/decision"
+
+    no = {"decision": "declined", "reason": "  not our region  "}
+    # Bad answers, and answers from anyone but the recipient, change nothing.
+    for body in ({"decision": "maybe"}, {"decision": "declined", "reason": "x" * 501}, {}):
+        bad = await call(client, "POST", decision(declined), key=bravo, account="bravo", body=body)
+        assert bad.status_code == 422 and "detail" in bad.json(), body
+    for key, name in ((carol, "carol"), (acme, "acme")):
+        other = await call(client, "POST", decision(declined), key=key, account=name, body=no)
+        assert other.status_code == 404
+    answer = await call(client, "POST", decision(declined), key=bravo, account="bravo", body=no)
+    assert answer.status_code == 200
+    assert answer.json() == {"id": declined, "state": "declined", "reason": "not our region"}
+    # The same answer again (its reply was lost) is fine; another one is a conflict.
+    again = await call(client, "POST", decision(declined), key=bravo, account="bravo", body=no)
+    assert again.status_code == 200
+    yes = {"decision": "accepted"}
+    changed = await call(client, "POST", decision(declined), key=bravo, account="bravo", body=yes)
+    assert changed.status_code == 409
+    ok = await call(client, "POST", decision(accepted), key=bravo, account="bravo", body=yes)
+    assert ok.status_code == 200 and ok.json()["state"] == "accepted"
+    path = "/hub/v1/invitations/"
+    assert (
+        await call(client, "DELETE", path + taken, key=bravo, account="bravo")
+    ).status_code == 204
+    pending = await call(client, "GET", path + "pending", key=bravo, account="bravo")
+    assert pending.json()["items"] == []
+
+    # The sender sees every state, the answer's reason, never a token; nobody else sees them.
+    sent = (await call(client, "GET", path + "sent", key=acme, account="acme")).json()["items"]
+    states = {item["id"]: item for item in sent}
+    assert {k: v["state"] for k, v in states.items()} == {
+        declined: "declined",
+        accepted: "accepted",
+        taken: "taken",
+        expired: "expired",
+    }
+    assert states[declined]["reason"] == "not our region"
+    assert states[declined]["to_label"] == "Bravo" and states[declined]["decided_at"]
+    assert states[expired]["decided_at"] is None
+    assert all("token" not in item for item in sent)
+    for key, name in ((bravo, "bravo"), (carol, "carol")):
+        theirs = await call(client, "GET", path + "sent", key=key, account=name)
+        assert theirs.json()["items"] == []
+
+    # The sender forgets what it has read; the recipient can no longer touch it.
+    for invitation_id in (declined, accepted, taken, expired):
+        gone = await call(client, "DELETE", path + invitation_id, key=acme, account="acme")
+        assert gone.status_code == 204
+    assert (await call(client, "GET", path + "sent", key=acme, account="acme")).json() == {
+        "items": []
+    }
+    late = await call(client, "POST", decision(declined), key=bravo, account="bravo", body=no)
+    assert late.status_code == 404
+
+    # A pending invitation the sender withdraws no longer reaches the recipient.
+    withdrawn = await _send(client, acme, "acme", "bravo")
+    assert (
+        await call(client, "DELETE", path + withdrawn, key=acme, account="acme")
+    ).status_code == 204
+    pending = await call(client, "GET", path + "pending", key=bravo, account="bravo")
+    assert pending.json()["items"] == []
 
 
 async def test_the_directory_is_searchable_by_registered_accounts_and_the_operator(
@@ -304,14 +396,22 @@ def test_the_audit_record_holds_metadata_and_never_the_body() -> None:
     assert "body" not in AuditEvent.model_fields
 
 
-def test_audit_retention_drops_old_records_and_keeps_at_most_max_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_audit_retention_drops_old_records_and_keeps_at_most_max_rows(
+    tmp_path: Path, backend: str
+) -> None:
+    with database_url(backend, tmp_path) as url:
+        _retention(url)
+
+
+def _retention(url: str) -> None:
     from datetime import timedelta
 
     from sqlmodel import Session, select
 
     from exchange.clock import utcnow
 
-    engine = make_engine(HubSettings(database_url=f"sqlite:///{tmp_path / 'hub.db'}"))
+    engine = make_engine(HubSettings(database_url=url))
     try:
         with Session(engine) as session:
             for n in range(5):
@@ -323,5 +423,92 @@ def test_audit_retention_drops_old_records_and_keeps_at_most_max_rows(tmp_path: 
             session.commit()
             kept = [e.message_id for e in session.exec(select(AuditEvent)).all()]
         assert sorted(kept) == ["m2", "m3", "m4"]
+    finally:
+        engine.dispose()
+
+
+# hub_invitation as released before answers reached the sender (no reason, decided_at, index).
+_OLD_INVITATION_TABLE = """
+CREATE TABLE hub_invitation (
+    id VARCHAR(36) NOT NULL PRIMARY KEY,
+    from_account VARCHAR(63) NOT NULL,
+    to_account VARCHAR(63) NOT NULL,
+    token TEXT NOT NULL,
+    note VARCHAR(500) NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    created_at {ts} NOT NULL,
+    expires_at {ts} NOT NULL
+)"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_older_hub_database_gains_the_answer_columns_and_old_answers_are_pruned(
+    tmp_path: Path, backend: str
+) -> None:
+    with database_url(backend, tmp_path) as url:
+        _upgrade_and_prune(url)
+
+
+def _upgrade_and_prune(url: str) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import create_engine, inspect, text
+    from sqlmodel import Session, select
+
+    from exchange.clock import utcnow
+    from exchange.hub import invitations
+    from exchange.hub.models import HubInvitation, upgrade_schema
+
+    settings = HubSettings(database_url=url)
+    old = create_engine(settings.db_url)
+    ts = "DATETIME" if old.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
+    now = utcnow()
+    with old.begin() as conn:
+        conn.execute(text(_OLD_INVITATION_TABLE.format(ts=ts)))
+        conn.execute(
+            text(
+                "INSERT INTO hub_invitation VALUES "
+                "('i-old', 'acme', 'bravo', 'tok', '', 'pending', :now, :exp)"
+            ),
+            {"now": now, "exp": now + timedelta(days=1)},
+        )
+    old.dispose()
+
+    engine = make_engine(settings)  # upgrades the schema
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("hub_invitation")}
+        assert {"reason", "decided_at"} <= columns
+        indexes = {i["name"] for i in inspect(engine).get_indexes("hub_invitation")}
+        assert "ix_hub_invitation_from" in indexes
+        assert upgrade_schema(engine) == []  # idempotent
+        with Session(engine) as session:
+            row = session.get(HubInvitation, "i-old")
+            assert row is not None and (row.state, row.reason, row.decided_at) == (
+                "pending",
+                "",
+                None,
+            )
+            long_ago = now - timedelta(days=invitations.KEEP_ANSWERED_DAYS + 1)
+            for name, state, decided, expires in (
+                ("answered-long-ago", "declined", long_ago, now),
+                ("answered-lately", "declined", now - timedelta(days=3), now),
+                ("expired-long-ago", "pending", None, long_ago),
+            ):
+                session.add(
+                    HubInvitation(
+                        id=name,
+                        from_account="acme",
+                        to_account="bravo",
+                        token="",
+                        state=state,
+                        decided_at=decided,
+                        expires_at=expires,
+                    )
+                )
+            session.commit()
+            assert invitations.prune(session) == 2
+            session.commit()
+            kept = sorted(r.id for r in session.exec(select(HubInvitation)).all())
+        assert kept == ["answered-lately", "i-old"]
     finally:
         engine.dispose()

@@ -1,11 +1,14 @@
 """The partners page's hub part: a real hub app on loopback (uvicorn, tap off) and two node apps
-in-process, each on its own SQLite database and key.
+in-process, each on its own database and key; the hub's database and the nodes' are on the
+same backend, SQLite then PostgreSQL (``db_backend``).
 
 The upstream's admin searches the directory and invites a company from the results; the
 invitation arrives at the other node (the poller's count in the nav), whose admin sees who sends
 it and what the contract says (SLA, disclosure, expiry) and accepts it in one click; a second
-invitation is declined, and the hub drops it. Forms need this session's CSRF token, non-admins
-are refused, and a node without a hub or with its hub down shows a message, never a 500.
+invitation is declined with a reason, the hub drops its token, and the sender's poller learns
+the answer: its partners page, API and invitation show it. Forms need this session's CSRF
+token, non-admins are refused, and a node without a hub or with its hub down shows a message,
+never a 500.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from account.context import Identity, NodeContext
 from account.db import session_scope
 from account.hub import poller
 from account.hub import service as hub_service
+from account.hub.models import HubSentInvitation
 from account.links.models import Invitation, Link
 from account.messaging.models import OutboxMessage
 from account.users.models import User
 from exchange.hub.models import HubInvitation
 from exchange.signing import generate_key
-from tests.support.db import BACKENDS, database_url, engine_for
+from tests.support.db import database_url, engine_for
 from tests.support.hub import HubServer, serve_hub
 from tests.support.private_broker import free_port
 
@@ -41,9 +45,10 @@ SLA = '{"targets": {"high": {"response_minutes": 60, "resolution_minutes": 480}}
 
 
 @pytest.fixture
-def hub(tmp_path: Path) -> Iterator[HubServer]:
-    """The hub's app on a free loopback port (no broker: the audit tap is off)."""
-    with serve_hub(tmp_path) as server:
+def hub(tmp_path: Path, db_backend: str) -> Iterator[HubServer]:
+    """The hub's app on a free loopback port (no broker: the audit tap is off), its database
+    on ``db_backend``."""
+    with serve_hub(tmp_path, db_backend) as server:
         yield server
 
 
@@ -125,15 +130,26 @@ def invite_form(csrf: str, to: str, **extra: str) -> dict[str, str]:
     }
 
 
-def _pending_at_hub(hub: HubServer) -> list[HubInvitation]:
+def _at_hub(hub: HubServer) -> list[HubInvitation]:
     with Session(hub.engine) as session:
         return list(session.exec(select(HubInvitation)).all())
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+def _pending_at_hub(hub: HubServer) -> list[HubInvitation]:
+    return [row for row in _at_hub(hub) if row.state == "pending"]
+
+
+async def _api_headers(client: httpx.AsyncClient, username: str) -> dict[str, str]:
+    token = await client.post(
+        "/api/v1/auth/token", data={"username": username, "password": PASSWORD}
+    )
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
 async def test_an_admin_finds_a_company_invites_it_and_the_other_accepts_in_one_click(
-    hub: HubServer, tmp_path: Path, backend: str
+    hub: HubServer, tmp_path: Path, db_backend: str
 ) -> None:
+    backend = db_backend
     with ExitStack() as stack:
         acme = _node(stack, tmp_path, "acme-w", "ACME Lifts", hub.url, backend=backend)
         bravo = _node(stack, tmp_path, "bravo-w", "Bravo Service", hub.url, backend=backend)
@@ -205,38 +221,101 @@ async def test_an_admin_finds_a_company_invites_it_and_the_other_accepts_in_one_
                 assert link.contract["disclose_subcontractors"] == "anonymous"
                 accept_row = session.exec(select(OutboxMessage)).one()
                 assert accept_row.type == "link.accept" and accept_row.to_account == "acme-w"
-            assert _pending_at_hub(hub) == []  # the hub forgot the token
+            # The hub forgot the token and keeps only the answer, for the sender.
+            [answered] = _at_hub(hub)
+            assert (answered.state, answered.token) == ("accepted", "")
             # A second click is a message, not an error page.
             again = await follow(b, await b.post(accept, data={"csrf": b_csrf}))
             assert flashes(again) == ["no such incoming invitation"]
 
-            # A second invitation, declined: the hub drops it, nothing is linked anew.
+            # The sender's poller learns the answer (the link.accept has no broker to travel
+            # on here), records it and lets the hub forget it.
+            page = (await a.get("/ui/links")).text
+            assert re.search(
+                r'class="hub-row sent" data-to="bravo-w" [^>]*data-state="accepted"', page
+            )
+            assert _at_hub(hub) == []
+            assert await poller.poll_once(acme) == 0
+
+            # A second invitation, declined with a reason: the hub drops the token, nothing is
+            # linked anew.
             await follow(
                 a, await a.post("/ui/links/hub/invite", data=invite_form(a_csrf, "bravo-w"))
+            )
+            page = (await a.get("/ui/links")).text
+            assert re.search(
+                r'class="hub-row sent" data-to="bravo-w" [^>]*data-state="pending"', page
             )
 
             page = (await b.get("/ui/links")).text
             second = re.findall(
                 r'class="hub-row incoming" data-from="[^"]+" data-id="([^"]+)"', page
             )
-            assert len(second) == 1
+            assert len(second) == 1 and 'name="reason"' in page
             decline = f"/ui/links/incoming/{second[0]}/decline"
             assert (await b.post(decline, data={"csrf": a_csrf})).status_code == 403
             assert (await b.post(decline, data={})).status_code == 403
             assert len(_pending_at_hub(hub)) == 1
-            declined = await follow(b, await b.post(decline, data={"csrf": b_csrf}))
+            reason = "  we do not cover your region  "
+            declined = await follow(
+                b, await b.post(decline, data={"csrf": b_csrf, "reason": reason})
+            )
             assert flashes(declined) == ["Invitation from ACME Lifts declined."]
             assert _pending_at_hub(hub) == []
+            [answered] = _at_hub(hub)
+            assert (answered.state, answered.token) == ("declined", "")
+            assert answered.reason == "we do not cover your region"
             with Session(bravo.engine) as session:
                 assert len(session.exec(select(Link)).all()) == 1
 
+            # The sender learns it: its poller records the answer, revokes the invitation (its
+            # token cannot link any more) and the hub forgets the answer.
+            with Session(acme.engine) as session:
+                waiting = session.exec(
+                    select(HubSentInvitation).where(HubSentInvitation.state == "pending")
+                ).one()
+                open_invitation = session.get(Invitation, waiting.invitation_id)
+                assert open_invitation is not None and open_invitation.state == "open"
+            assert await poller.poll_once(acme) == 0
+            assert _at_hub(hub) == []
+            with Session(acme.engine) as session:
+                rows = {r.state: r for r in session.exec(select(HubSentInvitation)).all()}
+                assert sorted(rows) == ["accepted", "declined"]
+                assert rows["declined"].reason == "we do not cover your region"
+                assert rows["declined"].decided_at is not None
+                assert rows["declined"].invitation_id == open_invitation.id
+                revoked = session.get(Invitation, open_invitation.id)
+                assert revoked is not None and revoked.state == "revoked"
+
+            # The partners page and the API show it, in English and Russian.
+            page = (await a.get("/ui/links")).text
+            assert re.search(
+                r'class="hub-row sent" data-to="bravo-w" [^>]*data-state="declined"', page
+            )
+            assert "we do not cover your region" in page and 'id="sent-stale"' not in page
+            russian = (await a.get("/ui/links", headers={"Accept-Language": "ru"})).text
+            assert 'id="sent-invitations"' in russian and "отклонено" in russian
+            headers = await _api_headers(a, "root")
+            listed = (await a.get("/api/v1/hub/invitations", headers=headers)).json()
+            assert listed["synced"] is True and listed["total"] == 2
+            newest, oldest = listed["items"]
+            assert (newest["to"], newest["state"], newest["reason"]) == (
+                "bravo-w",
+                "declined",
+                "we do not cover your region",
+            )
+            assert oldest["state"] == "accepted" and oldest["reason"] == ""
+            assert newest["link_id"] == open_invitation.link_id
+            dispatcher = await _api_headers(a, "disp")
+            assert (await a.get("/api/v1/hub/invitations", headers=dispatcher)).status_code == 403
+
 
 async def test_non_admins_never_reach_the_hub_and_the_api_declines_too(
-    hub: HubServer, tmp_path: Path
+    hub: HubServer, tmp_path: Path, db_backend: str
 ) -> None:
     with ExitStack() as stack:
-        acme = _node(stack, tmp_path, "acme-n", "ACME", hub.url)
-        bravo = _node(stack, tmp_path, "bravo-n", "Bravo", hub.url)
+        acme = _node(stack, tmp_path, "acme-n", "ACME", hub.url, backend=db_backend)
+        bravo = _node(stack, tmp_path, "bravo-n", "Bravo", hub.url, backend=db_backend)
         for ctx in (acme, bravo):
             await hub_service.register(ctx)
         async with browser(acme) as a, browser(bravo) as b:

@@ -1,6 +1,7 @@
 """The exchange hub's app served in-process on a free loopback port (uvicorn in a thread).
 
 No broker: the audit tap is off, so directory and invitations work and nothing else is needed.
+The hub's database is a SQLite file or a throw-away PostgreSQL database (``backend``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from exchange.hub.app import create_app, make_engine
 from exchange.hub.config import HubSettings
+from tests.support.db import database_url
 from tests.support.private_broker import free_port
 
 __all__ = ["HubServer", "serve_hub"]
@@ -29,9 +31,18 @@ class HubServer:
 
 
 @contextmanager
-def serve_hub(workdir: Path) -> Iterator[HubServer]:
-    """A hub on ``http://127.0.0.1:<free port>`` with its SQLite database in ``workdir``."""
-    settings = HubSettings(database_url=f"sqlite:///{workdir / 'hub.db'}", audit_tap=False)
+def serve_hub(workdir: Path, backend: str = "sqlite") -> Iterator[HubServer]:
+    """A hub on ``http://127.0.0.1:<free port>`` with its database on ``backend`` (a SQLite
+    file in ``workdir``, or a new PostgreSQL database dropped afterwards)."""
+    hub_dir = workdir / "hub"
+    hub_dir.mkdir(parents=True, exist_ok=True)
+    with database_url(backend, hub_dir) as url:
+        with _serve(HubSettings(database_url=url, audit_tap=False)) as server:
+            yield server
+
+
+@contextmanager
+def _serve(settings: HubSettings) -> Iterator[HubServer]:
     engine = make_engine(settings)
     port = free_port()
     server = uvicorn.Server(
