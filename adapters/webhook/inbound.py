@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +26,7 @@ from account.delegations.models import Delegation
 from account.errors import Conflict, Invalid, NotFound
 from account.tickets import states
 from account.tickets.models import CommentCreate, Ticket
-from adapters.webhook import mapping, signing
+from adapters.webhook import mapping, participants, signing
 from adapters.webhook.models import WebhookParticipant, WebhookSeen
 from adapters.webhook.outbound import ticket_of
 from adapters.webhook.participants import mapping_of
@@ -85,7 +86,12 @@ def authenticate(
 ) -> None:
     """``signing.BadSignature`` unless signed now by the participant and never seen before."""
     signature = signing.verify(
-        participant.secret.encode(), header, body, now=now, tolerance=tolerance
+        participant.secret.encode(),
+        header,
+        body,
+        now=now,
+        tolerance=tolerance,
+        also=participants.previous_secrets(participant, datetime.fromtimestamp(now, UTC)),
     )
     if session.get(WebhookSeen, signature) is not None:
         raise signing.BadSignature("replayed request")

@@ -15,11 +15,15 @@ from exchange.clock import utcnow
 class WebhookParticipant(HostedParticipant, table=True):
     """A help desk hosted by this adapter: one hosted account each.
 
-    ``secret`` signs both ways (HMAC-SHA256); it is shown once, when the participant is made.
+    ``secret`` signs both ways (HMAC-SHA256); it is shown once, when the participant is made or
+    rolled. After a roll, ``previous_secret`` still signs and is still accepted until
+    ``previous_secret_until``.
     """
 
     url: str = Field(max_length=2000)
     secret: str = Field(max_length=200)
+    previous_secret: str | None = Field(default=None, max_length=200)
+    previous_secret_until: datetime | None = None
     mapping: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 

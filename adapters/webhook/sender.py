@@ -24,6 +24,7 @@ from account.db import session_scope
 from account.tmf.mapping import backoff_seconds, jitter
 from adapters.webhook import signing
 from adapters.webhook.models import WebhookOutbox, WebhookParticipant, WebhookSeen
+from adapters.webhook.participants import previous_secrets
 from adapters.webhook.settings import WebhookSettings
 from exchange.clock import utcnow
 
@@ -35,12 +36,14 @@ class Due:
     id: int
     url: str
     secret: str
+    also: tuple[bytes, ...]  # the rolled secret while it still signs
     event: str
     event_id: str
     payload: dict[str, Any]
 
 
 def due(engine: Engine) -> list[Due]:
+    now = utcnow()
     with Session(engine) as session:
         heads = (
             select(func.min(WebhookOutbox.id))
@@ -54,13 +57,14 @@ def due(engine: Engine) -> list[Due]:
                 col(WebhookParticipant.account_id) == col(WebhookOutbox.account_id),
             )
             .where(col(WebhookOutbox.id).in_(heads))
-            .where(col(WebhookOutbox.next_attempt_at) <= utcnow())
+            .where(col(WebhookOutbox.next_attempt_at) <= now)
         ).all()
         return [
             Due(
                 id=int(o.id or 0),
                 url=p.url,
                 secret=p.secret,
+                also=previous_secrets(p, now),
                 event=o.event,
                 event_id=o.event_id,
                 payload=o.payload,
@@ -108,7 +112,7 @@ async def _post(client: httpx.AsyncClient, item: Due) -> str | None:
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "tix-webhook-adapter",
-        signing.HEADER: signing.header(item.secret.encode(), timestamp, body),
+        signing.HEADER: signing.header(item.secret.encode(), timestamp, body, also=item.also),
         "X-Tix-Event": item.event,
         "X-Tix-Event-Id": item.event_id,
     }

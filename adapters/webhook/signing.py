@@ -4,12 +4,17 @@ Header ``X-Tix-Signature: t=<unix seconds>,v1=<hex>`` where ``hex`` is
 ``HMAC-SHA256(secret, "<t>." + body)``. A receiver refuses a signature older or newer than the
 tolerance (stale), one that does not match (forged or tampered), and remembers the accepted
 ones for the tolerance window to refuse a replay (the caller keeps that memory).
+
+While a participant's secret is being rolled (``participants.rotate_secret``), the header
+carries one ``v1=`` per secret, the new one first (as Stripe does), and a signature by either
+secret is accepted: each side can switch to the new secret in its own time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import Final
 
 HEADER: Final = "X-Tix-Signature"
@@ -28,8 +33,10 @@ def digest(secret: bytes, timestamp: int, body: bytes) -> str:
     return hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def header(secret: bytes, timestamp: int, body: bytes) -> str:
-    return f"t={timestamp},v1={digest(secret, timestamp, body)}"
+def header(secret: bytes, timestamp: int, body: bytes, *, also: Sequence[bytes] = ()) -> str:
+    """The header signed by ``secret`` and, during a roll, by the ``also`` (older) secrets."""
+    signatures = "".join(f",v1={digest(s, timestamp, body)}" for s in (secret, *also))
+    return f"t={timestamp}{signatures}"
 
 
 def verify(
@@ -39,8 +46,12 @@ def verify(
     *,
     now: int,
     tolerance: int = DEFAULT_TOLERANCE,
+    also: Sequence[bytes] = (),
 ) -> str:
-    """The matching signature (for the replay memory), or ``BadSignature``."""
+    """The matching signature (for the replay memory), or ``BadSignature``.
+
+    ``also``: secrets accepted besides ``secret`` (the previous one while it is being rolled).
+    """
     if not value or len(value) > 1000:
         raise BadSignature("missing signature")
     timestamp: int | None = None
@@ -55,8 +66,9 @@ def verify(
         raise BadSignature("malformed signature")
     if abs(now - timestamp) > tolerance:
         raise BadSignature("stale signature")
-    expected = digest(secret, timestamp, body)
-    for candidate in candidates:
-        if hmac.compare_digest(candidate, expected):
-            return expected
+    for accepted in (secret, *also):
+        expected = digest(accepted, timestamp, body)
+        for candidate in candidates:
+            if hmac.compare_digest(candidate, expected):
+                return expected
     raise BadSignature("signature does not match")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, status
@@ -11,8 +12,9 @@ from account.deps import AdminUser, ContextDep, SessionDep, commit
 from adapters.hosting.views import adapter_of, host_new, listing
 from adapters.webhook import participants, signing
 from adapters.webhook.models import WebhookParticipant
-from adapters.webhook.participants import ParticipantCreate, ParticipantPatch
+from adapters.webhook.participants import ParticipantCreate, ParticipantPatch, SecretRoll
 from adapters.webhook.service import WebhookAdapter
+from exchange.clock import utcnow
 
 router = APIRouter(tags=["webhook participants"])
 
@@ -61,6 +63,26 @@ def update_participant(
     )
     commit(session, ctx)
     return participants.to_public(participant)
+
+
+@router.post("/api/v1/webhook-participants/{account_id}/secret/rotate")
+def rotate_secret(
+    ctx: ContextDep,
+    session: SessionDep,
+    _admin: AdminUser,
+    account_id: str,
+    roll: SecretRoll | None = None,
+) -> dict[str, Any]:
+    """A new secret for the help desk, shown once; the old one stays valid for the overlap."""
+    participant = participants.get(session=session, adapter=ctx.identity, account_id=account_id)
+    participants.rotate_secret(
+        session=session,
+        participant=participant,
+        overlap=timedelta(seconds=(roll or SecretRoll()).overlap_seconds),
+        now=utcnow(),
+    )
+    commit(session, ctx)
+    return participants.to_public(participant) | {"secret": participant.secret}
 
 
 @router.post("/webhooks/{account_id}/inbound")

@@ -446,3 +446,94 @@ def test_a_hosted_account_rotates_its_key_with_the_overlap_window(
     accepted = offer_and_accept(acme, adapter, helpdesk, account, secret)
     eventually(lambda: state(accepted) == "accepted", what="an accept after the restart")
     assert [r["type"] for r in acme.rejected()] == ["delegation.accept"]  # the one past its window
+
+
+def signatures(header: str) -> list[str]:
+    return [part[3:] for part in header.split(",") if part.startswith("v1=")]
+
+
+def test_a_help_desk_secret_is_rolled_with_an_overlap_then_revoked(
+    nodes: NodeFactory, adapter: AdapterProcess, helpdesk: HelpDesk
+) -> None:
+    acme = nodes("acme")
+    invite = acme.call("POST", "/api/v1/links/invitations", json={"contract": {}})
+    account, old = join(adapter, invite["token"], helpdesk)
+    eventually(lambda: partner_kid(acme, account) is not None, what="the link at the upstream")
+    rotate = f"/api/v1/webhook-participants/{account}/secret/rotate"
+
+    # Refused: bad overlaps and unknown participants change nothing.
+    for body, code in (({"overlap_seconds": -1}, 422), ({"overlap_seconds": 8 * 86_400}, 422)):
+        response = adapter.client.post(rotate, json=body)
+        assert response.status_code == code, response.text
+    missing = adapter.client.post("/api/v1/webhook-participants/nobody-1234/secret/rotate")
+    assert missing.status_code == 404, missing.text
+
+    rolled = adapter.call("POST", rotate, json={"overlap_seconds": 3600})
+    new = str(rolled["secret"])
+    assert new != old and rolled["previous_secret_valid_until"] is not None
+    listed = adapter.call("GET", "/api/v1/webhook-participants")["items"][0]
+    assert "secret" not in listed and listed["previous_secret_valid_until"]
+
+    # During the overlap the webhooks carry both signatures (new first) and either is accepted.
+    number = offer_and_accept(acme, adapter, helpdesk, account, old)
+    headers, body = helpdesk.received()[-1]
+    stamp = int(headers["x-tix-signature"].split(",")[0][2:])
+    assert signatures(headers["x-tix-signature"]) == [
+        signing.digest(new.encode(), stamp, body),
+        signing.digest(old.encode(), stamp, body),
+    ]
+    eventually(
+        lambda: acme.ticket(number)["delegations"][0]["state"] == "accepted",
+        what="an accept signed with the old secret inside the overlap",
+    )
+    second = offer_and_accept(acme, adapter, helpdesk, account, new)
+    eventually(
+        lambda: acme.ticket(second)["delegations"][0]["state"] == "accepted",
+        what="an accept signed with the new secret",
+    )
+
+    # The operator rolls again from the CLI with no overlap: the last two secrets are refused.
+    done = subprocess.run(
+        [
+            *(TIX, "adapter", "webhook", "secret", "rotate"),
+            *("--account", account, "--overlap-seconds", "0"),
+        ],
+        env=adapter.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    newest = done.stdout.strip()
+    assert newest and newest not in (old, new) and "old secret revoked" in done.stderr
+    ticket = acme.call("POST", "/api/v1/tickets", json={"title": "Door sensor"})["number"]
+    acme.call("POST", f"/api/v1/tickets/{ticket}/delegations", json={"partner": account})
+    eventually(lambda: helpdesk.events().count("offer") == 3, what="the third offer")
+    headers, body = helpdesk.received()[-1]
+    assert len(signatures(headers["x-tix-signature"])) == 1
+    assert signing.verify(newest.encode(), headers["x-tix-signature"], body, now=int(time.time()))
+    ticket_id = json.loads(body)["ticket"]["external_id"]
+    inbound = f"/webhooks/{account}/inbound"
+    for secret in (old, new):
+        raw, hdrs = signed(secret, {"action": "accept", "ticket_id": ticket_id})
+        response = adapter.client.post(inbound, content=raw, headers=hdrs)
+        assert response.status_code == 401, response.text
+        assert response.json()["detail"] == "signature does not match"
+    assert acme.ticket(ticket)["delegations"][0]["state"] == "offered"
+    raw, hdrs = signed(newest, {"action": "accept", "ticket_id": ticket_id})
+    assert adapter.client.post(inbound, content=raw, headers=hdrs).status_code == 200
+    eventually(
+        lambda: acme.ticket(ticket)["delegations"][0]["state"] == "accepted",
+        what="an accept signed with the newest secret",
+    )
+
+    unknown = subprocess.run(
+        [TIX, "adapter", "webhook", "secret", "rotate", "--account", "nobody-1234"],
+        env=adapter.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unknown.returncode == 1 and "not a webhook participant" in unknown.stderr

@@ -175,6 +175,35 @@ def test_an_email_database_with_rows_migrates_forward_from_its_first_revision(ur
     assert_email_rows_read_and_write(url)
 
 
+def test_a_webhook_database_with_a_participant_migrates_to_secret_rolling(url: str) -> None:
+    migrate.upgrade(WEBHOOK, url, WEBHOOK.first_revision)
+    assert version(WEBHOOK, url) == "webhook_0001"
+    engine = plain_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO webhookparticipant (account_id, adapter_account, name, created_at,"
+                    " url, secret, mapping) VALUES ('zen-1234', 'hooks', 'Zen Co',"
+                    " '2026-11-30 10:00:00', 'https://zen.example/hook', :secret, '{}')"
+                ),
+                {"secret": "s" * 40},
+            )
+    finally:
+        engine.dispose()
+
+    assert migrate.prepare(WEBHOOK, url) == ("webhook_0001", migrate.head(WEBHOOK))
+    assert migrate.differences(WEBHOOK, url) == []
+    engine = plain_engine(url)
+    try:
+        with Session(engine) as session:
+            participant = session.exec(select(WebhookParticipant)).one()
+            assert (participant.secret, participant.previous_secret) == ("s" * 40, None)
+            assert participant.previous_secret_until is None
+    finally:
+        engine.dispose()
+
+
 def test_released_email_tables_without_a_version_table_are_taken_as_the_first_revision(
     url: str,
 ) -> None:

@@ -21,6 +21,26 @@ def test_the_pure_modules_import_no_framework(module: str) -> None:
     assert [n for n in names if n.split(".")[0] in FRAMEWORKS] == []
 
 
+def test_while_a_secret_is_rolled_both_sign_and_either_is_accepted() -> None:
+    old, new, body = b"old-secret-old-secret", b"new-secret-new-secret", b'{"a":1}'
+    value = signing.header(new, NOW, body, also=[old])
+    assert value == (
+        f"t={NOW},v1={signing.digest(new, NOW, body)},v1={signing.digest(old, NOW, body)}"
+    )
+    # A receiver that knows only one of them accepts it (each side switches in its own time).
+    assert signing.verify(old, value, body, now=NOW) == signing.digest(old, NOW, body)
+    assert signing.verify(new, value, body, now=NOW) == signing.digest(new, NOW, body)
+    # The adapter accepts a help desk still signing with the old secret, and the new one.
+    for used in (old, new):
+        signed = signing.header(used, NOW, body)
+        assert signing.verify(new, signed, body, now=NOW, also=[old]) == signing.digest(
+            used, NOW, body
+        )
+    # Once the overlap is over (no ``also``) the old secret is refused.
+    with pytest.raises(signing.BadSignature, match="signature does not match"):
+        signing.verify(new, signing.header(old, NOW, body), body, now=NOW)
+
+
 def test_a_signature_covers_timestamp_and_body() -> None:
     body = b'{"action":"accept","ticket_id":"d1"}'
     value = signing.header(SECRET, NOW, body)
@@ -116,3 +136,25 @@ def test_statuses_come_in_through_the_mapping() -> None:
 def test_bad_mappings_are_refused(config: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         mapping.ParticipantMapping.model_validate(config)
+
+
+def test_a_rolled_secret_signs_and_is_accepted_only_until_its_overlap_ends() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from adapters.webhook.models import WebhookParticipant
+    from adapters.webhook.participants import previous_secrets
+
+    until = datetime(2027, 1, 1, 12, tzinfo=UTC)
+    participant = WebhookParticipant(
+        account_id="desk-1",
+        adapter_account="hooks",
+        name="Desk",
+        url="https://desk.example/hook",
+        secret="new",
+        previous_secret="old",
+        previous_secret_until=until.replace(tzinfo=None),  # as SQLite hands it back
+    )
+    assert previous_secrets(participant, until - timedelta(seconds=1)) == (b"old",)
+    assert previous_secrets(participant, until) == ()
+    participant.previous_secret = None
+    assert previous_secrets(participant, until - timedelta(days=1)) == ()
