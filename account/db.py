@@ -9,21 +9,26 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, SQLModel, create_engine
 
 
-def _one_connection_sqlite(url: str | URL) -> Engine:
-    """A SQLite engine with a pool of one connection, shared by the process's threads."""
+def _sqlite_pool(url: str | URL, *, size: int) -> Engine:
+    """A SQLite engine with a pool of ``size`` connections, shared by the process's threads."""
     return create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
         poolclass=QueuePool,
-        pool_size=1,
+        pool_size=size,
         max_overflow=0,
         pool_timeout=60,
     )
+
+
+def _one_connection_sqlite(url: str | URL) -> Engine:
+    """A SQLite engine with a pool of one connection, shared by the process's threads."""
+    return _sqlite_pool(url, size=1)
 
 
 def make_engine(url: str) -> Engine:
@@ -87,6 +92,73 @@ def reader_for(engine: Engine) -> Engine:
 
         _readers[engine] = reader
     return reader
+
+
+# Readers a node's HTTP requests may hold at once (``request_reader_for``). SQLite in WAL mode
+# runs any number of readers next to its one writer; a few connections let list and ticket
+# pages overlap each other (they spend most of their time in Python, so more would only sit
+# idle on two cores), and every further request waits at checkout for one of them.
+REQUEST_READERS = 4
+
+_request_readers: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+
+
+def request_reader_for(engine: Engine) -> Engine:
+    """The engine of the node's read-only HTTP requests (GET, HEAD; ``account.deps``).
+
+    SQLite: a pool of ``REQUEST_READERS`` ``query_only`` connections to the same file, apart
+    from the node's one write connection and from the relay's reader (``reader_for``). Each
+    transaction starts with a deferred ``BEGIN`` (never ``BEGIN IMMEDIATE``: it takes no lock),
+    so all the queries of one transaction read one WAL snapshot, the last commit before its
+    first query, while the writer goes on committing. A write raises ("attempt to write a
+    readonly database"). Other databases get the engine itself (``account.deps`` makes those
+    transactions read-only there), and so does an in-memory SQLite (a second connection would
+    be another database).
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return engine
+    reader = _request_readers.get(engine)
+    if reader is None:
+        reader = _sqlite_pool(url, size=REQUEST_READERS)
+
+        @event.listens_for(reader, "connect")
+        def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA query_only=ON")
+            cur.close()
+            dbapi_conn.isolation_level = None  # SQLAlchemy's BEGIN reaches SQLite (below)
+
+        @event.listens_for(reader, "begin")
+        def _reader_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")  # deferred: the snapshot starts at the first read
+
+        _request_readers[engine] = reader
+    return reader
+
+
+class ReadSession(Session):
+    """A session that only reads, each transaction one snapshot: see ``read_session``."""
+
+
+@event.listens_for(ReadSession, "after_begin")
+def _read_only_transaction(_session: Session, _transaction: Any, connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # One snapshot for the whole transaction, as SQLite's deferred BEGIN gives; a read-only
+        # REPEATABLE READ transaction never fails to serialize, and it refuses any write.
+        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
+def read_session(engine: Engine) -> Session:
+    """A session on the node's request readers (``request_reader_for``) that cannot write.
+
+    Every transaction reads one consistent snapshot and refuses writes: on SQLite it runs on a
+    ``query_only`` reader connection under a deferred ``BEGIN``, on PostgreSQL it is a
+    ``REPEATABLE READ, READ ONLY`` transaction on the engine's pool. Committing (or closing)
+    ends the snapshot; the next query starts a newer one.
+    """
+    return ReadSession(request_reader_for(engine), expire_on_commit=False)
 
 
 def create_tables(engine: Engine) -> None:

@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
 from account.context import NodeContext
+from account.db import read_session
 from account.users import service as user_service
 from account.users.models import User
 
@@ -24,13 +25,44 @@ def get_context(request: Request) -> NodeContext:
 ContextDep = Annotated[NodeContext, Depends(get_context)]
 
 
-def get_session(ctx: ContextDep) -> Iterator[Session]:
-    """A session per request; views commit explicitly (``commit``), anything else rolls back."""
+# Methods that must not change anything (RFC 9110, "safe methods"): their requests read.
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def get_session(request: Request, ctx: ContextDep) -> Iterator[Session]:
+    """A session per request, chosen by the request's method; the caller's dependencies
+    (``get_current_user``, ``account.web.deps.web_user``) share it with the view.
+
+    GET and HEAD read (``account.db.read_session``): on SQLite from a small pool of
+    ``query_only`` reader connections, one WAL snapshot per transaction, so a page never
+    queues for the node's one write connection (held by an inbox apply or another request's
+    transaction under ``BEGIN IMMEDIATE``) and never holds it up; on PostgreSQL a read-only
+    ``REPEATABLE READ`` transaction. A write there fails (a 500), on both databases alike: a
+    GET that has to write says so with ``WriteSessionDep``.
+
+    Every other method gets the write session; views commit explicitly (``commit``),
+    anything else rolls back. Choosing by method rather than by a dependency on each view
+    means a new GET route cannot take the write connection by accident, and its
+    authentication reads from the same snapshot as the view.
+    """
+    if request.method in READ_METHODS:
+        with read_session(ctx.engine) as session:
+            yield session
+    else:
+        with Session(ctx.engine, expire_on_commit=False) as session:
+            yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_write_session(ctx: ContextDep) -> Iterator[Session]:
+    """The write session whatever the method (a GET that must write; none does today)."""
     with Session(ctx.engine, expire_on_commit=False) as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 
 
 def commit(session: Session, ctx: NodeContext) -> None:

@@ -18,8 +18,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, select
+from sqlmodel import select
 
+from account.db import read_session
 from account.messaging.models import OutboxMessage, RejectedInbound
 from account.observability.transport import TransportCounters
 from exchange.clock import aware, utcnow
@@ -58,7 +59,7 @@ class _NodeCollector(Collector):
         yield from self._from_process()
 
     def _from_database(self) -> Iterable[Metric]:
-        with Session(self._engine) as session:
+        with read_session(self._engine) as session:
             by_state = dict(
                 session.exec(
                     select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)

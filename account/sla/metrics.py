@@ -9,8 +9,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
+from account.db import read_session
 from account.delegations.models import Delegation
 from account.sla.models import SlaEventRecord
 from account.tickets.models import Ticket
@@ -30,7 +31,7 @@ class SlaCollector(Collector):
         return []
 
     def collect(self) -> Iterable[Metric]:
-        with Session(self._engine) as session:
+        with read_session(self._engine) as session:
             events = session.exec(
                 select(
                     SlaEventRecord.kind,
