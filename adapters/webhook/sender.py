@@ -27,6 +27,7 @@ from adapters.webhook.models import WebhookOutbox, WebhookParticipant, WebhookSe
 from adapters.webhook.participants import previous_secrets
 from adapters.webhook.settings import WebhookSettings
 from exchange.clock import utcnow
+from exchange.egress import AsyncGuardedTransport, EgressPolicy
 
 log = logging.getLogger("tix.webhook")
 
@@ -137,16 +138,22 @@ async def deliver_once(engine: Engine, client: httpx.AsyncClient, settings: Webh
     return len(items)
 
 
-def client_for(settings: WebhookSettings) -> httpx.AsyncClient:
+def client_for(settings: WebhookSettings, policy: EgressPolicy) -> httpx.AsyncClient:
+    """The sender's client: it connects only where the node's egress policy allows
+    (``TIX_EGRESS_ALLOW``, exchange/egress.py), so a participant URL whose name resolves to a
+    private or loopback address is refused at connect time (retried like any failure)."""
     return httpx.AsyncClient(
-        timeout=settings.timeout_seconds, follow_redirects=False, trust_env=False
+        timeout=settings.timeout_seconds,
+        follow_redirects=False,
+        trust_env=False,
+        transport=AsyncGuardedTransport(policy),
     )
 
 
-async def run(engine: Engine, settings: WebhookSettings) -> None:
+async def run(engine: Engine, settings: WebhookSettings, policy: EgressPolicy) -> None:
     """Deliver until cancelled."""
     rounds = 0
-    async with client_for(settings) as client:
+    async with client_for(settings, policy) as client:
         while True:
             sent = 0
             try:

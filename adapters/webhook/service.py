@@ -73,7 +73,10 @@ class WebhookAdapter(HostedAdapter):
         return {"ok": True, "ticket": ticket}
 
     async def start_channel(self) -> None:
-        self.spawn(sender.run(self.ctx.engine, self.settings), "tix-webhooks")
+        self.spawn(
+            sender.run(self.ctx.engine, self.settings, self.ctx.settings.egress_policy),
+            "tix-webhooks",
+        )
 
 
 def _why(exc: Exception) -> str:
