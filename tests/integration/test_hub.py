@@ -3,8 +3,10 @@ machine's RabbitMQ, in a run-unique vhost (the tap binds ``#`` on ``tix.exchange
 not capture other tests' traffic).
 
 Two nodes register, A finds B in the directory and invites it through the hub, B accepts from
-its incoming list, a delegation flows, the audit tap counts it (metadata only), and a planted
-dead letter is listed and replayed by the operator.
+its incoming list, declines a second invitation with a reason from the CLI (A's poller learns
+it: ``tix hub sent``), a delegation flows, the audit tap counts it (metadata only), and a
+planted dead letter is listed and replayed by the operator. The hub's database and the nodes'
+are on ``db_backend`` (SQLite files, then PostgreSQL databases).
 """
 
 from __future__ import annotations
@@ -51,12 +53,12 @@ def vhost_url() -> Iterator[str]:
 
 
 class Hub:
-    def __init__(self, workdir: Path, amqp_url: str) -> None:
+    def __init__(self, workdir: Path, amqp_url: str, database_url: str = "") -> None:
         self.port = free_port()
         self.log_path = workdir / "hub.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIX_")}
         env.update(
-            TIX_HUB_DATABASE_URL=f"sqlite:///{workdir / 'hub.db'}",
+            TIX_HUB_DATABASE_URL=database_url or f"sqlite:///{workdir / 'hub.db'}",
             TIX_HUB_AMQP_URL=amqp_url,
             TIX_HUB_OPERATOR_TOKEN=OPERATOR,
         )
@@ -112,7 +114,8 @@ def test_two_nodes_link_through_the_hub_and_the_hub_audits_and_replays(
 
 
 def _through_the_hub(vhost_url: str, tmp_path: Path, backend: str, dbs: ExitStack) -> None:
-    hub = Hub(tmp_path, vhost_url)
+    hub_db = node_database_url(backend, dbs, tables=False)  # "": a SQLite file
+    hub = Hub(tmp_path, vhost_url, hub_db)
     run = run_id()
     nodes: list[NodeProcess] = []
     try:
@@ -162,11 +165,12 @@ def _through_the_hub(vhost_url: str, tmp_path: Path, backend: str, dbs: ExitStac
         assert link["partner"] == acme.account_id and link["direction"] == "upstream"
         assert bravo.call("GET", "/api/v1/links/incoming")["items"] == []
         bravo.call("POST", f"/api/v1/links/incoming/{item['id']}/accept", expect=404)
-        # A second invitation is declined from the CLI: the hub drops it, nothing is linked.
+        # A second invitation is declined from the CLI with a reason: the hub drops it,
+        # nothing is linked, and acme's node learns the answer (its poller, or here the CLI).
         acme.call("POST", "/api/v1/hub/invitations", json={"to": bravo.account_id})
         [second] = bravo.call("GET", "/api/v1/links/incoming")["items"]
         declined = subprocess.run(
-            [TIX, "link", "decline-incoming", second["id"]],
+            [TIX, "link", "decline-incoming", second["id"], "--reason", "no lifts here"],
             env=bravo.env({"TIX_HUB_URL": hub.url}),
             capture_output=True,
             timeout=60,
@@ -175,6 +179,28 @@ def _through_the_hub(vhost_url: str, tmp_path: Path, backend: str, dbs: ExitStac
         assert acme.account_id in declined.stdout.decode()
         assert bravo.call("GET", "/api/v1/links/incoming")["items"] == []
         assert len(bravo.call("GET", "/api/v1/links")["items"]) == 1
+        sent_out = subprocess.run(
+            [TIX, "hub", "sent", "--json"],
+            env=acme.env({"TIX_HUB_URL": hub.url}),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        answers = json.loads(sent_out.stdout)
+        assert answers["synced"] is True
+        assert [(i["to"], i["state"], i["reason"]) for i in answers["items"]] == [
+            (bravo.account_id, "declined", "no lifts here"),
+            (bravo.account_id, "accepted", ""),
+        ]
+        plain_list = subprocess.run(
+            [TIX, "hub", "sent"],
+            env=acme.env({"TIX_HUB_URL": hub.url}),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        assert b"declined\t" in plain_list.stdout and b"no lifts here" in plain_list.stdout
+        assert acme.call("GET", "/api/v1/hub/invitations")["items"][0]["state"] == "declined"
 
         def linked() -> bool:
             links = acme.call("GET", "/api/v1/links")["items"]

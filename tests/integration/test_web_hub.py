@@ -279,11 +279,11 @@ async def test_an_admin_finds_a_company_invites_it_and_the_other_accepts_in_one_
             assert await poller.poll_once(acme) == 0
             assert _at_hub(hub) == []
             with Session(acme.engine) as session:
-                rows = {r.state: r for r in session.exec(select(HubSentInvitation)).all()}
-                assert sorted(rows) == ["accepted", "declined"]
-                assert rows["declined"].reason == "we do not cover your region"
-                assert rows["declined"].decided_at is not None
-                assert rows["declined"].invitation_id == open_invitation.id
+                by_state = {r.state: r for r in session.exec(select(HubSentInvitation)).all()}
+                assert sorted(by_state) == ["accepted", "declined"]
+                assert by_state["declined"].reason == "we do not cover your region"
+                assert by_state["declined"].decided_at is not None
+                assert by_state["declined"].invitation_id == open_invitation.id
                 revoked = session.get(Invitation, open_invitation.id)
                 assert revoked is not None and revoked.state == "revoked"
 
