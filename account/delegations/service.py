@@ -85,12 +85,23 @@ def _link(session: Session, delegation: Delegation) -> Link:
 
 def _of_ticket(session: Session, ticket: Ticket) -> list[Delegation]:
     """Every delegation of the ticket (ours to partners first by offer time, and the one we
-    received), in one query: a roll-up needs them all."""
-    statement = select(Delegation).where(Delegation.ticket_id == ticket.id)
-    # id breaks ties: two offers in the same millisecond (the wire's precision) keep one order
-    return list(
-        session.exec(statement.order_by(col(Delegation.offered_at), col(Delegation.id))).all()
+    received), with their links, in one query: a roll-up needs them all, and the links
+    (the upstream's to send on, the partners' for the subtree's labels) go into the session's
+    link cache (``_link``), so none is loaded again."""
+    statement = (
+        select(Delegation, Link)
+        .join(Link, col(Link.id) == col(Delegation.link_id))
+        .where(Delegation.ticket_id == ticket.id)
+        # id breaks ties: two offers in the same millisecond (the wire's precision) keep one
+        # order
+        .order_by(col(Delegation.offered_at), col(Delegation.id))
     )
+    links: dict[str, Link] = session.info.setdefault("tix.links", {})
+    rows = []
+    for delegation, link in session.exec(statement).all():
+        links[link.id] = link
+        rows.append(delegation)
+    return rows
 
 
 def _take_seq(session: Session, delegation: Delegation) -> int:

@@ -22,11 +22,14 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 from pydantic import ValidationError
+from sqlalchemy import Table, and_, bindparam
+from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from account import keys
 from account.config import Settings
@@ -38,6 +41,7 @@ from account.links import service as link_service
 from account.links.models import Link
 from account.messaging.models import InboxMessage, RejectedInbound
 from account.sla import flows as sla_flows
+from account.tickets.models import Ticket
 from exchange.canonical import MAX_MESSAGE_BYTES
 from exchange.clock import aware, parse_instant, utcnow
 from exchange.envelopes import Opened, check_signature, check_skew, open_envelope
@@ -47,6 +51,19 @@ from exchange.signing import kid_of, public_key_from_b64
 from schemas import messages as m
 
 log = logging.getLogger("tix.inbox")
+
+# The inbox rows through Core statements built once (no ORM object, no unit of work): the
+# already-seen check and the row written with the message's effect are two plain statements.
+_INBOX = cast(Table, InboxMessage.__table__)  # type: ignore[attr-defined]
+_SEEN = core_select(_INBOX.c.id).where(
+    _INBOX.c.account_id == bindparam("account_id"), _INBOX.c.message_id == bindparam("message_id")
+)
+_INSERT = _INBOX.insert()
+
+
+class _AlreadyProcessed(Exception):
+    """The inbox row's unique key was taken meanwhile (a concurrent copy committed first)."""
+
 
 RAW_KEEP_BYTES = 64 * 1024
 
@@ -99,6 +116,9 @@ def receive(
                 outcome = _check_and_apply(session, opened, identities, max_skew, settings)
                 if outcome == "applied" and on_applied is not None:
                     on_applied(session, identities[opened.envelope.to], opened)
+            except _AlreadyProcessed:
+                session.rollback()
+                outcome = "duplicate"
             except (AccountError, ValidationError, DataError) as exc:
                 # Authentic and well-formed, but it cannot apply here (a state or a value our
                 # own rules refuse, or a value the database refuses, like text too long for
@@ -149,7 +169,8 @@ def _check_and_apply(
     if env.type == "link.accept":
         return _link_accept(session, opened, identity, max_skew)
 
-    link = session.get(Link, env.link)
+    loaded = _load(session, identity.account_id, env.link, env.subject, env.id)
+    link = loaded.link
     if link is None or link.account_id != identity.account_id:
         raise RejectedMessage("no_link", env.link)
     if link.state != "active" and env.type not in ("link.suspend", "link.rekey"):
@@ -158,7 +179,7 @@ def _check_and_apply(
         raise RejectedMessage("not_counterpart", f"{env.from_} is not the partner on this link")
     check_signature(opened, public_key_from_b64(_pinned_key(link, env.kid)))
     check_skew(opened, max_skew=max_skew)
-    if _seen(session, identity.account_id, env.id):
+    if loaded.seen:
         return "duplicate"
 
     if env.type.startswith("link."):
@@ -177,20 +198,55 @@ def _check_and_apply(
         session.add(delegation)
         outcome = "applied"
     else:
-        outcome = _apply_delegation_message(session, identity, link, opened, settings)
-    session.add(
-        InboxMessage(
-            account_id=identity.account_id,
-            message_id=env.id,
-            type=env.type,
-            from_account=env.from_,
-            subject=env.subject,
-            seq=env.seq,
-            outcome=outcome,
+        outcome = _apply_delegation_message(
+            session, identity, link, loaded.delegation, opened, settings
         )
-    )
-    session.flush()
+    _record_processed(session, identity, opened, outcome)
     return outcome
+
+
+@dataclass
+class _Loaded:
+    """What the checks and the apply of one message read, in one query (see ``_load``)."""
+
+    link: Link | None
+    delegation: Delegation | None  # the subject, when it is one of our delegations
+    ticket: Ticket | None  # its ticket: held here, since the session's identity map is weak
+    seen: bool  # this message id was processed before
+
+
+def _load(
+    session: Session, account_id: str, link_id: str, subject: str, message_id: str
+) -> _Loaded:
+    """The link, the subject's delegation and ticket, and whether the id was seen: ONE query.
+
+    Were four (the link, the already-seen check, the delegation, its ticket). Reading them
+    before the signature is checked changes nothing: the checks still run in the order of the
+    module docstring on what was read, and nothing is written until they all passed. The
+    delegation and ticket come into the session's identity map, so the apply finds them there.
+    """
+    statement = (
+        select(Link, Delegation, Ticket, _INBOX.c.id)
+        .select_from(Link)
+        .outerjoin(
+            Delegation,
+            and_(
+                col(Delegation.account_id) == account_id,
+                col(Delegation.delegation_id) == subject,
+            ),
+        )
+        .outerjoin(Ticket, col(Ticket.id) == col(Delegation.ticket_id))
+        .outerjoin(
+            _INBOX,
+            and_(_INBOX.c.account_id == account_id, _INBOX.c.message_id == message_id),
+        )
+        .where(col(Link.id) == link_id)
+    )
+    row = session.execute(statement).first()
+    if row is None:
+        return _Loaded(link=None, delegation=None, ticket=None, seen=False)
+    link, delegation, ticket, seen_id = row
+    return _Loaded(link=link, delegation=delegation, ticket=ticket, seen=seen_id is not None)
 
 
 def _pinned_key(link: Link, kid: str) -> str:
@@ -208,12 +264,39 @@ def _pinned_key(link: Link, kid: str) -> str:
 
 
 def _seen(session: Session, account_id: str, message_id: str) -> bool:
-    row = session.exec(
-        select(InboxMessage.id).where(
-            InboxMessage.account_id == account_id, InboxMessage.message_id == message_id
-        )
-    ).first()
+    row = (
+        session.connection()
+        .execute(_SEEN, {"account_id": account_id, "message_id": message_id})
+        .first()
+    )
     return row is not None
+
+
+def _record_processed(session: Session, identity: Identity, opened: Opened, outcome: str) -> None:
+    """Write the effect so far (one flush), then the inbox row, in the same transaction.
+
+    ``received_at`` is taken after the effect, as when the row was an ORM object flushed last.
+    A unique-key clash here means a copy of this message committed while we applied it (two
+    consumers, PostgreSQL): ``_AlreadyProcessed``, and the caller rolls back to ``duplicate``.
+    """
+    session.flush()
+    env = opened.envelope
+    try:
+        session.connection().execute(
+            _INSERT,
+            {
+                "account_id": identity.account_id,
+                "message_id": env.id,
+                "type": env.type,
+                "from_account": env.from_,
+                "subject": env.subject,
+                "seq": env.seq,
+                "outcome": outcome,
+                "received_at": utcnow(),
+            },
+        )
+    except IntegrityError as exc:
+        raise _AlreadyProcessed from exc
 
 
 def _link_accept(session: Session, opened: Opened, identity: Identity, max_skew: timedelta) -> str:
@@ -243,18 +326,7 @@ def _link_accept(session: Session, opened: Opened, identity: Identity, max_skew:
             session=session, identity=identity, sender=env.from_, link_id=env.link, body=body
         )
         outcome = "applied"
-    session.add(
-        InboxMessage(
-            account_id=identity.account_id,
-            message_id=env.id,
-            type=env.type,
-            from_account=env.from_,
-            subject=env.subject,
-            seq=env.seq,
-            outcome=outcome,
-        )
-    )
-    session.flush()
+    _record_processed(session, identity, opened, outcome)
     return outcome
 
 
@@ -275,15 +347,14 @@ def _apply_link_message(session: Session, identity: Identity, link: Link, opened
 
 
 def _apply_delegation_message(
-    session: Session, identity: Identity, link: Link, opened: Opened, settings: Settings | None
+    session: Session,
+    identity: Identity,
+    link: Link,
+    delegation: Delegation | None,
+    opened: Opened,
+    settings: Settings | None,
 ) -> str:
     env = opened.envelope
-    delegation = session.exec(
-        select(Delegation).where(
-            Delegation.account_id == identity.account_id,
-            Delegation.delegation_id == env.subject,
-        )
-    ).first()
     if delegation is None:
         raise RejectedMessage("unknown_subject", env.subject)
     if delegation.link_id != link.id:

@@ -24,17 +24,34 @@ nothing (the old row stays ``pending``); after it, the newer row is committed ``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlmodel import Session, col
 
 from account.context import Identity
 from account.messaging.models import OutboxMessage
 from account.observability import tracing
+from exchange.clock import utcnow
 from exchange.envelopes import seal
 from schemas.common import WireModel
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The outbox row ``enqueue`` wrote: its row id and the envelope's message id."""
+
+    id: int
+    message_id: str
+
+
+# One Core ``INSERT`` per envelope, built once: no ORM object and no unit of work for a row
+# nothing reads back in the writing transaction (but the superseding check, which reads the
+# table and so sees it). It runs at once on the caller's connection and transaction.
+_OUTBOX = cast(Table, OutboxMessage.__table__)  # type: ignore[attr-defined]
+_INSERT = _OUTBOX.insert()
 
 
 def enqueue(
@@ -48,8 +65,9 @@ def enqueue(
     seq: int,
     body: WireModel,
     sent_at: datetime | None = None,
-) -> OutboxMessage:
-    """Sign an envelope from ``identity`` and add it to the outbox (not flushed, not committed)."""
+) -> Enqueued:
+    """Sign an envelope from ``identity`` and write it to the outbox in the caller's transaction
+    (written now, committed with the caller)."""
     message_id, data = seal(
         key=identity.key,
         sender=identity.account_id,
@@ -61,17 +79,28 @@ def enqueue(
         body=body,
         sent_at=sent_at,
     )
-    row = OutboxMessage(
-        message_id=message_id,
-        account_id=identity.account_id,
-        to_account=to,
-        type=message_type,
-        subject=subject,
-        body=data,
-        traceparent=tracing.for_outbox(),
+    now = utcnow()
+    result = session.connection().execute(
+        _INSERT,
+        {
+            "message_id": message_id,
+            "account_id": identity.account_id,
+            "to_account": to,
+            "type": message_type,
+            "subject": subject,
+            "body": data,
+            "state": "pending",
+            "tries": 0,
+            "next_try_at": now,
+            "last_error": None,
+            "created_at": now,
+            "sent_at": None,
+            "traceparent": tracing.for_outbox(),
+        },
     )
-    session.add(row)  # written with the caller's next flush or commit
-    return row
+    key = result.inserted_primary_key
+    assert key is not None
+    return Enqueued(id=int(key[0]), message_id=message_id)
 
 
 SUPERSEDED = "superseded"
@@ -86,7 +115,7 @@ def supersede_pending(
     many rows it superseded (see the module docstring for why this is safe).
     """
     if any(isinstance(obj, OutboxMessage) for obj in session.new):
-        session.flush()  # rows this transaction wrote count too (enqueue does not flush)
+        session.flush()  # rows added as ORM objects count too (``enqueue`` writes at once)
     with session.no_autoflush:
         return _supersede(session, account_id, to, subject, message_type)
 
@@ -154,7 +183,7 @@ def enqueue_next(
     body: WireModel,
     sent_at: datetime | None = None,
     supersede: bool = False,
-) -> OutboxMessage:
+) -> Enqueued:
     """Take the next ``seq`` of ``counter``'s row (a link or a delegation), then enqueue.
 
     ``supersede``: the body is the whole state of the subject, so unsent envelopes of the same
