@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     key_file: Path | None = None
     secret: SecretStr | None = None
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    # Failed password sign-ins (API token and web login) in a sliding window: per username and
+    # client address, then per client address for any username; 0 turns a limit off
+    # (account/users/throttle.py, docs/security.md).
+    login_failures_per_user: int = Field(default=5, ge=0, le=1000)
+    login_failures_per_address: int = Field(default=50, ge=0, le=100_000)
+    login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)
     max_clock_skew_seconds: int = Field(default=300, ge=0, le=3600)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     relay_poll_seconds: float = Field(default=0.5, gt=0)

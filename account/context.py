@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Engine
 
 from account.config import Settings
+from account.users.throttle import LoginThrottle
 from exchange.signing import kid_of, public_key_b64
 
 
@@ -43,6 +44,15 @@ class NodeContext:
     secret: bytes
     wake_relay: Callable[[], None] = field(default=_nothing)
     status: dict[str, str] = field(default_factory=dict)
+    # Failed password sign-ins of this node's users (in memory; account/users/throttle.py).
+    login_throttle: LoginThrottle = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.login_throttle = LoginThrottle(
+            per_user=self.settings.login_failures_per_user,
+            per_address=self.settings.login_failures_per_address,
+            window_seconds=self.settings.login_failure_window_seconds,
+        )
 
     @property
     def account_id(self) -> str:

@@ -65,6 +65,12 @@ def get_write_session(ctx: ContextDep) -> Iterator[Session]:
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 
 
+def client_address(request: Request) -> str:
+    """The client's address as the server saw it (uvicorn applies ``X-Forwarded-For`` only from
+    the proxies it trusts, ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 def commit(session: Session, ctx: NodeContext) -> None:
     """Commit the request's transaction, then wake the outbox relay for what it wrote."""
     session.commit()

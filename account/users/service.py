@@ -10,6 +10,7 @@ from sqlmodel import Session, col, func, select
 from account import security
 from account.errors import Conflict, Invalid, InvalidCredentials, NotFound
 from account.users.models import ApiKey, ApiKeyCreate, User, UserCreate, UserUpdate
+from account.users.throttle import LoginThrottle
 
 __all__ = [
     "UserExists",
@@ -113,6 +114,33 @@ def authenticate_password(*, session: Session, username: str, password: str) -> 
         return None
     if not user.active:
         return None
+    return user
+
+
+class SignInThrottled(Exception):
+    """Too many failed sign-ins for this username from this address (or from this address)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-ins; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def sign_in(
+    *, session: Session, throttle: LoginThrottle, username: str, password: str, address: str
+) -> User | None:
+    """``authenticate_password`` behind the node's sign-in throttle.
+
+    Raises ``SignInThrottled`` without checking the password when the throttle refuses the
+    attempt; otherwise counts a failure (None) or clears this username's failures (the user).
+    """
+    wait = throttle.retry_after(username, address)
+    if wait is not None:
+        raise SignInThrottled(wait)
+    user = authenticate_password(session=session, username=username, password=password)
+    if user is None:
+        throttle.failed(username, address)
+    else:
+        throttle.succeeded(username, address)
     return user
 
 

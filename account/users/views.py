@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from account import security
-from account.deps import AdminUser, ContextDep, CurrentUser, SessionDep, commit
+from account.deps import AdminUser, ContextDep, CurrentUser, SessionDep, client_address, commit
 from account.users import service as user_service
 from account.users.models import (
     ApiKey,
@@ -37,14 +37,39 @@ def _key_public(api_key: ApiKey) -> ApiKeyPublic:
     return ApiKeyPublic.model_validate(api_key, from_attributes=True)
 
 
-@router.post("/auth/token")
+@router.post(
+    "/auth/token",
+    responses={
+        401: {"description": "Incorrect username or password"},
+        429: {"description": "Too many failed sign-ins (see Retry-After)"},
+    },
+)
 def login(
-    ctx: ContextDep, session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+    request: Request,
+    ctx: ContextDep,
+    session: SessionDep,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> Token:
-    """Exchange a username and password for a short-lived access token."""
-    user = user_service.authenticate_password(
-        session=session, username=form.username, password=form.password
-    )
+    """Exchange a username and password for a short-lived access token.
+
+    Failed attempts are throttled per username and client address, and per address
+    (``TIX_LOGIN_FAILURES_PER_USER``, ``TIX_LOGIN_FAILURES_PER_ADDRESS``): past the limit the
+    answer is 429 with ``Retry-After``, and the password is not checked.
+    """
+    try:
+        user = user_service.sign_in(
+            session=session,
+            throttle=ctx.login_throttle,
+            username=form.username,
+            password=form.password,
+            address=client_address(request),
+        )
+    except user_service.SignInThrottled as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=str(exc),
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
     if user is None:
         # One response for an unknown user, a wrong password and an inactive account.
         raise HTTPException(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from account.deps import ContextDep, SessionDep
+from account.deps import ContextDep, SessionDep, client_address
 from account.users import service as user_service
 from account.web import i18n
 from account.web.deps import CsrfForm, WebUser
@@ -86,7 +86,27 @@ def login(
             username=username,
             status_code=403,
         )
-    user = user_service.authenticate_password(session=session, username=username, password=password)
+    try:
+        user = user_service.sign_in(
+            session=session,
+            throttle=ctx.login_throttle,
+            username=username,
+            password=password,
+            address=client_address(request),
+        )
+    except user_service.SignInThrottled as exc:
+        minutes = max(1, -(-exc.retry_after // 60))
+        wait = "Too many failed sign-ins. Please try again in {minutes} min."
+        throttled = _login_page(
+            request,
+            ctx,
+            next_url=next,
+            error=t(wait, minutes=minutes),
+            username=username,
+            status_code=429,
+        )
+        throttled.headers["Retry-After"] = str(exc.retry_after)
+        return throttled
     if user is None:
         return _login_page(
             request,

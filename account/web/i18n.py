@@ -49,6 +49,9 @@ RU: Final[dict[str, str]] = {
     "Username": "Имя пользователя",
     "Password": "Пароль",
     "Incorrect username or password.": "Неверное имя пользователя или пароль.",
+    "Too many failed sign-ins. Please try again in {minutes} min.": (
+        "Слишком много неудачных попыток входа. Попробуйте снова через {minutes} мин."
+    ),
     "The form expired. Please try again.": "Форма устарела. Попробуйте ещё раз.",
     "Back to tickets": "К списку заявок",
     "Not found": "Не найдено",

@@ -401,3 +401,55 @@ async def test_body_limit_answers_413_itself_when_the_app_does_not_handle_it() -
     assert response.status_code == 413
     assert response.json() == {"detail": "request body too large"}
     assert small.status_code == 200 and small.text == "ok"
+
+
+async def test_repeated_failed_sign_ins_are_throttled_per_user_and_address(
+    ctx: NodeContext, client: httpx.AsyncClient
+) -> None:
+    admin = await login(client, *ADMIN)
+    await create_user(client, admin, **build_user_in("disp"))
+    limit = ctx.settings.login_failures_per_user
+    for _ in range(limit):
+        wrong = await client.post(
+            "/api/v1/auth/token", data={"username": "disp", "password": "wrong-password"}
+        )
+        assert wrong.status_code == 401, wrong.text
+    refused = await client.post(
+        "/api/v1/auth/token", data={"username": "disp", "password": "disp-password"}
+    )
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["detail"].startswith("too many failed sign-ins")
+    assert 1 <= int(refused.headers["retry-after"]) <= ctx.settings.login_failure_window_seconds
+    # The same user from another address, and another user from this one, are not held up.
+    elsewhere = httpx.ASGITransport(app=build_app(ctx), client=("10.9.8.7", 40000))
+    async with httpx.AsyncClient(transport=elsewhere, base_url="http://tix.test") as other:
+        await login(other, "disp", "disp-password")
+    await login(client, *ADMIN)
+
+
+async def test_spraying_passwords_over_usernames_is_throttled_per_address(
+    engine: Engine, tmp_path: Path
+) -> None:
+    clear_tables(engine)
+    settings = Settings(account_id=NODE, data_dir=tmp_path, login_failures_per_address=4)
+    identity = Identity(account_id=NODE, label=NODE, key=generate_key())
+    ctx = NodeContext(settings=settings, engine=engine, identity=identity, secret=SECRET)
+    with session_scope(engine) as session:
+        user_service.ensure_admin(session=session, username=ADMIN[0], password=ADMIN[1])
+    try:
+        transport = httpx.ASGITransport(app=build_app(ctx), client=("10.1.1.1", 5555))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tix.test") as spray:
+            for n in range(4):
+                wrong = await spray.post(
+                    "/api/v1/auth/token", data={"username": f"user{n}", "password": "Winter2026"}
+                )
+                assert wrong.status_code == 401, wrong.text
+            refused = await spray.post(
+                "/api/v1/auth/token", data={"username": ADMIN[0], "password": ADMIN[1]}
+            )
+            assert refused.status_code == 429, refused.text
+        transport = httpx.ASGITransport(app=build_app(ctx), client=("10.1.1.2", 5555))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tix.test") as admin:
+            await login(admin, *ADMIN)
+    finally:
+        clear_tables(engine)

@@ -168,6 +168,26 @@ async def test_wrong_password_or_missing_login_csrf_gives_no_session(
     assert (await client.get("/ui/tickets")).status_code == 303
 
 
+async def test_repeated_wrong_passwords_are_throttled_with_a_polite_page(
+    ctx: NodeContext, client: httpx.AsyncClient
+) -> None:
+    async def attempt(password: str) -> httpx.Response:
+        form = await client.get("/ui/login")
+        data = {"username": "disp", "password": password, "csrf": hidden(form.text, "csrf")}
+        return await client.post("/ui/login", data=data)
+
+    for _ in range(ctx.settings.login_failures_per_user):
+        assert (await attempt("nope-nope")).status_code == 401
+    # Past the limit even the right password is not checked, and no session is made.
+    throttled = await attempt(PASSWORD)
+    assert throttled.status_code == 429
+    assert flashes(throttled.text) == ["Too many failed sign-ins. Please try again in 15 min."]
+    assert int(throttled.headers["retry-after"]) > 0
+    assert "tix_session_acme" not in client.cookies
+    # Another user signs in from the same address.
+    await login(client, "eng")
+
+
 @pytest.mark.parametrize(
     "make_token",
     [
