@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -83,25 +83,37 @@ def _link(session: Session, delegation: Delegation) -> Link:
     return link
 
 
+_OF_TICKET = (  # built once: see ``_of_ticket``
+    select(Delegation, Link)
+    .join(Link, col(Link.id) == col(Delegation.link_id))
+    .where(col(Delegation.ticket_id) == bindparam("ticket_id"))
+    # id breaks ties: two offers in the same millisecond (the wire's precision) keep one order
+    .order_by(col(Delegation.offered_at), col(Delegation.id))
+)
+
+
 def _of_ticket(session: Session, ticket: Ticket) -> list[Delegation]:
     """Every delegation of the ticket (ours to partners first by offer time, and the one we
     received), with their links, in one query: a roll-up needs them all, and the links
     (the upstream's to send on, the partners' for the subtree's labels) go into the session's
     link cache (``_link``), so none is loaded again."""
-    statement = (
-        select(Delegation, Link)
-        .join(Link, col(Link.id) == col(Delegation.link_id))
-        .where(Delegation.ticket_id == ticket.id)
-        # id breaks ties: two offers in the same millisecond (the wire's precision) keep one
-        # order
-        .order_by(col(Delegation.offered_at), col(Delegation.id))
-    )
     links: dict[str, Link] = session.info.setdefault("tix.links", {})
     rows = []
-    for delegation, link in session.exec(statement).all():
+    for delegation, link in session.exec(_OF_TICKET, params={"ticket_id": ticket.id}).all():
         links[link.id] = link
         rows.append(delegation)
     return rows
+
+
+_DELEGATIONS = cast(Table, Delegation.__table__)  # type: ignore[attr-defined]
+# Built once (statement and cache key); a Core statement on the table, so no ORM bulk-update
+# machinery runs for it (nothing in the session needs synchronising: see ``_take_seq``).
+_NEXT_SEQ = (
+    update(_DELEGATIONS)
+    .where(_DELEGATIONS.c.id == bindparam("row_id"))
+    .values(seq_out=_DELEGATIONS.c.seq_out + 1, updated_at=bindparam("now"))
+    .returning(_DELEGATIONS.c.seq_out)
+)
 
 
 def _take_seq(session: Session, delegation: Delegation) -> int:
@@ -116,13 +128,9 @@ def _take_seq(session: Session, delegation: Delegation) -> int:
         if delegation.id is None or delegation in session.new:
             session.flush()
         seq = int(
-            session.execute(
-                update(Delegation)
-                .where(col(Delegation.id) == delegation.id)
-                .values(seq_out=col(Delegation.seq_out) + 1, updated_at=now)
-                .returning(col(Delegation.seq_out))
-                .execution_options(synchronize_session=False)
-            ).scalar_one()
+            session.connection()
+            .execute(_NEXT_SEQ, {"row_id": delegation.id, "now": now})
+            .scalar_one()
         )
     set_committed_value(delegation, "seq_out", seq)
     set_committed_value(delegation, "updated_at", now)

@@ -205,6 +205,28 @@ def _check_and_apply(
     return outcome
 
 
+_LOAD = (  # built once: see ``_load``
+    select(Link, Delegation, Ticket, _INBOX.c.id)
+    .select_from(Link)
+    .outerjoin(
+        Delegation,
+        and_(
+            col(Delegation.account_id) == bindparam("account_id"),
+            col(Delegation.delegation_id) == bindparam("subject"),
+        ),
+    )
+    .outerjoin(Ticket, col(Ticket.id) == col(Delegation.ticket_id))
+    .outerjoin(
+        _INBOX,
+        and_(
+            _INBOX.c.account_id == bindparam("account_id"),
+            _INBOX.c.message_id == bindparam("message_id"),
+        ),
+    )
+    .where(col(Link.id) == bindparam("link_id"))
+)
+
+
 @dataclass
 class _Loaded:
     """What the checks and the apply of one message read, in one query (see ``_load``)."""
@@ -225,24 +247,15 @@ def _load(
     module docstring on what was read, and nothing is written until they all passed. The
     delegation and ticket come into the session's identity map, so the apply finds them there.
     """
-    statement = (
-        select(Link, Delegation, Ticket, _INBOX.c.id)
-        .select_from(Link)
-        .outerjoin(
-            Delegation,
-            and_(
-                col(Delegation.account_id) == account_id,
-                col(Delegation.delegation_id) == subject,
-            ),
-        )
-        .outerjoin(Ticket, col(Ticket.id) == col(Delegation.ticket_id))
-        .outerjoin(
-            _INBOX,
-            and_(_INBOX.c.account_id == account_id, _INBOX.c.message_id == message_id),
-        )
-        .where(col(Link.id) == link_id)
-    )
-    row = session.execute(statement).first()
+    row = session.execute(
+        _LOAD,
+        {
+            "account_id": account_id,
+            "link_id": link_id,
+            "subject": subject,
+            "message_id": message_id,
+        },
+    ).first()
     if row is None:
         return _Loaded(link=None, delegation=None, ticket=None, seen=False)
     link, delegation, ticket, seen_id = row

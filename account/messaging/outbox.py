@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
-from sqlmodel import Session, col
+from sqlalchemy import Table, bindparam, select, update
+from sqlmodel import Session
 
 from account.context import Identity
 from account.messaging.models import OutboxMessage
@@ -120,20 +120,36 @@ def supersede_pending(
         return _supersede(session, account_id, to, subject, message_type)
 
 
+# Built once (the statements and their cache keys), run on the session's connection.
+_PENDING_TAIL = (
+    select(_OUTBOX.c.id, _OUTBOX.c.type, _OUTBOX.c.tries)
+    .where(
+        _OUTBOX.c.state == "pending",
+        # ``|| ''``: read through the ``state`` index (the few pending rows). Without it
+        # SQLite, which keeps no statistics, picked the ``to_account`` index: every row
+        # ever sent to the upstream, 7 % of a busy node's CPU in tix bench and growing
+        # with its history. PostgreSQL's statistics choose the ``state`` index anyway.
+        _OUTBOX.c.account_id.concat("") == bindparam("account_id"),
+        _OUTBOX.c.to_account.concat("") == bindparam("to"),
+        _OUTBOX.c.subject == bindparam("subject"),
+    )
+    .order_by(_OUTBOX.c.id.desc())
+)
+_MARK_SUPERSEDED = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id.in_(bindparam("ids", expanding=True)),
+        _OUTBOX.c.state == "pending",
+        _OUTBOX.c.tries == 0,
+    )
+    .values(state=SUPERSEDED)
+)
+
+
 def _supersede(session: Session, account_id: str, to: str, subject: str, message_type: str) -> int:
-    rows = session.execute(
-        select(col(OutboxMessage.id), col(OutboxMessage.type), col(OutboxMessage.tries))
-        .where(
-            col(OutboxMessage.state) == "pending",
-            # ``|| ''``: read through the ``state`` index (the few pending rows). Without it
-            # SQLite, which keeps no statistics, picked the ``to_account`` index: every row
-            # ever sent to the upstream, 7 % of a busy node's CPU in tix bench and growing
-            # with its history. PostgreSQL's statistics choose the ``state`` index anyway.
-            col(OutboxMessage.account_id).concat("") == account_id,
-            col(OutboxMessage.to_account).concat("") == to,
-            col(OutboxMessage.subject) == subject,
-        )
-        .order_by(col(OutboxMessage.id).desc())
+    connection = session.connection()
+    rows = connection.execute(
+        _PENDING_TAIL, {"account_id": account_id, "to": to, "subject": subject}
     ).all()
     tail = []
     for row_id, kind, tries in rows:
@@ -142,17 +158,8 @@ def _supersede(session: Session, account_id: str, to: str, subject: str, message
         tail.append(row_id)
     if not tail:
         return 0
-    result = session.execute(
-        update(OutboxMessage)
-        .where(
-            col(OutboxMessage.id).in_(tail),
-            col(OutboxMessage.state) == "pending",
-            col(OutboxMessage.tries) == 0,
-        )
-        .values(state=SUPERSEDED)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    result = connection.execute(_MARK_SUPERSEDED, {"ids": tail})
+    return int(result.rowcount or 0)
 
 
 def next_seq(session: Session, table: Any, row_id: Any) -> int:
