@@ -57,7 +57,8 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_write_session(ctx: ContextDep) -> Iterator[Session]:
-    """The write session whatever the method (a GET that must write; none does today)."""
+    """The write session whatever the method: for a GET view that must write (none does
+    today). Its authentication still reads from the request's read session."""
     with Session(ctx.engine, expire_on_commit=False) as session:
         yield session
 
@@ -94,8 +95,9 @@ def get_current_user(
     )
     if user is None:
         raise _UNAUTHORIZED
-    # End the read before the view runs (in another pool thread): the (single SQLite)
-    # connection is not held across that hop (account/http_limit.py).
+    # End the read before the view runs (in another pool thread): the connection (on SQLite
+    # the single write connection, or one of the few readers) is not held across that hop
+    # (account/http_limit.py).
     session.commit()
     return user
 

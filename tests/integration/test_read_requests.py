@@ -27,7 +27,7 @@ from account.app import create_app
 from account.config import Settings
 from account.context import Identity, NodeContext
 from account.db import request_reader_for, session_scope
-from account.deps import SessionDep
+from account.deps import SessionDep, WriteSessionDep
 from account.tickets import service as ticket_service
 from account.tickets.models import CommentCreate, Ticket, TicketCreate
 from account.users.models import User
@@ -70,6 +70,13 @@ def _app(ctx: NodeContext) -> FastAPI:
     def write_probe(session: SessionDep) -> dict[str, str]:
         """A view that writes whatever the method: only the POST may succeed."""
         session.exec(text("UPDATE ticket SET title = 'written by the probe'"))  # type: ignore[call-overload]
+        session.commit()
+        return {"wrote": "yes"}
+
+    @app.get("/probe/write-explicitly")
+    def explicit_write_probe(session: WriteSessionDep) -> dict[str, str]:
+        """A GET that says it writes gets the write session."""
+        session.exec(text("UPDATE ticket SET title = 'written on purpose'"))  # type: ignore[call-overload]
         session.commit()
         return {"wrote": "yes"}
 
@@ -153,7 +160,7 @@ async def test_gets_are_served_while_a_transaction_holds_the_write_connection(
     assert _title(ctx.engine, number) == "Printer on fire"  # the held transaction rolled back
 
 
-async def test_a_get_cannot_write_and_the_same_view_writes_on_post(
+async def test_a_get_cannot_write_unless_it_asks_for_the_write_session(
     ctx: NodeContext, client: httpx.AsyncClient
 ) -> None:
     number = _ticket(ctx.engine, "Unchanged")
@@ -163,6 +170,9 @@ async def test_a_get_cannot_write_and_the_same_view_writes_on_post(
     written = await client.post("/probe/write")
     assert (written.status_code, written.json()) == (200, {"wrote": "yes"})
     assert _title(ctx.engine, number) == "written by the probe"
+    explicit = await client.get("/probe/write-explicitly")
+    assert (explicit.status_code, explicit.json()) == (200, {"wrote": "yes"})
+    assert _title(ctx.engine, number) == "written on purpose"
 
 
 async def test_a_ticket_page_reads_one_snapshot(
