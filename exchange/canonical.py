@@ -105,3 +105,19 @@ def _check_scalars(value: Any) -> None:
 def canonical(value: Any) -> bytes:
     """RFC 8785 canonical UTF-8 bytes of a JSON value."""
     return bytes(rfc8785.dumps(value))
+
+
+def canonical_members(value: dict[str, Any]) -> dict[str, bytes]:
+    """Each member of a JSON object as its canonical ``"name":value`` bytes (``join_members``
+    puts them together). An object's canonical form is its members' forms, sorted by name,
+    so a signer can serialise the members once and join them with and without ``sig``."""
+    return {
+        name: bytes(rfc8785.dumps(name)) + b":" + canonical(item) for name, item in value.items()
+    }
+
+
+def join_members(members: dict[str, bytes]) -> bytes:
+    """The canonical bytes of the object whose members ``canonical_members`` serialised:
+    sorted by name in UTF-16 code units, as RFC 8785 sorts them."""
+    order = sorted(members, key=lambda name: name.encode("utf-16-be"))
+    return b"{" + b",".join(members[name] for name in order) + b"}"

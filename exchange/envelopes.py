@@ -18,10 +18,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
-from exchange.canonical import MAX_MESSAGE_BYTES, canonical, parse_strict
+from exchange.canonical import MAX_MESSAGE_BYTES, parse_strict
 from exchange.clock import instant, parse_instant, utcnow
 from exchange.errors import RejectedMessage
-from exchange.signing import sign_envelope, verify_envelope
+from exchange.signing import sign_and_serialize, verify_envelope
 from schemas import ENVELOPE_VERSION, Envelope, body_model
 from schemas.common import WireModel
 from schemas.envelope import BODY_MODELS
@@ -69,8 +69,7 @@ def seal(
         "sent_at": instant(sent_at or utcnow()),
         "body": body.model_dump(mode="json"),
     }
-    signed = sign_envelope(envelope, key)
-    data = canonical(signed)
+    data = sign_and_serialize(envelope, key)  # == canonical(sign_envelope(envelope, key))
     if len(data) > MAX_MESSAGE_BYTES:
         raise ValueError(f"envelope of {len(data)} bytes is over the {MAX_MESSAGE_BYTES} cap")
     return msg_id, data

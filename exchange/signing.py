@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from exchange.canonical import canonical
+from exchange.canonical import canonical, canonical_members, join_members
 from exchange.errors import KeyFileError, RejectedMessage
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "private_key_from_pem",
     "public_key_b64",
     "public_key_from_b64",
+    "sign_and_serialize",
     "sign_envelope",
     "verify_envelope",
     "write_key_file",
@@ -121,6 +122,17 @@ def sign_envelope(envelope: dict[str, Any], key: Ed25519PrivateKey) -> dict[str,
     unsigned = {k: v for k, v in envelope.items() if k != "sig"}
     unsigned["kid"] = kid_of(key.public_key())
     return unsigned | {"sig": b64url(key.sign(signing_input(unsigned)))}
+
+
+def sign_and_serialize(envelope: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
+    """The canonical bytes of ``sign_envelope(envelope, key)``, with each member serialised
+    once: the signing input and the signed envelope share all their members but ``sig``."""
+    unsigned = {k: v for k, v in envelope.items() if k != "sig"}
+    unsigned["kid"] = kid_of(key.public_key())
+    members = canonical_members(unsigned)
+    sig = b64url(key.sign(join_members(members)))
+    members |= canonical_members({"sig": sig})
+    return join_members(members)
 
 
 def verify_envelope(envelope: dict[str, Any], public: Ed25519PublicKey) -> None:
