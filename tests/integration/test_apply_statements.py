@@ -24,10 +24,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "apply_cost.py"
 
 # (what, statements, flushes) per call, at most.
 BUDGETS = [
-    ("apply ticket.status at l0", 10, 1),  # the origin: no roll-up further up
-    ("apply ticket.status at l1", 14, 1),  # applied and rolled up to l0
-    ("apply delegation.accept at l1", 18, 2),
-    ("apply resolution.confirm at l2", 21, 3),  # closes, confirms below, rolls up once
+    ("apply ticket.status at l0", 7, 1),  # the origin: no roll-up further up
+    ("apply ticket.status at l1", 10, 1),  # applied and rolled up to l0
+    ("apply delegation.accept at l1", 13, 2),
+    ("apply resolution.confirm at l2", 18, 2),  # closes, confirms below, rolls up once
 ]
 
 

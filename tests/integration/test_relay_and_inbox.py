@@ -615,6 +615,67 @@ def test_a_stale_ticket_status_is_recorded_as_stale_and_changes_nothing(
     assert list(seen) == ["stale"], "recorded, so a redelivery is a duplicate"
 
 
+def _waiting_on_a_lock(engine: Engine) -> bool:
+    """Whether some session of this PostgreSQL database waits for a lock another one holds."""
+    with engine.connect() as connection:
+        waiting = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).scalar_one()
+    return int(waiting) > 0
+
+
+def test_a_copy_applied_while_the_first_commits_ends_as_a_duplicate_applied_once(
+    up: Node, down: Node
+) -> None:
+    """Two consumers holding the same message (a redelivery while the first still applies).
+
+    On PostgreSQL the copy reads "not seen" before the first commits, applies, waits for the
+    first's row lock, and then meets the inbox row's unique key: it must end as a
+    ``duplicate`` with nothing of it committed (it used to raise out of ``receive``). On
+    SQLite the copy waits for the one write connection and sees the message as processed.
+    """
+    link(up, down)
+    delegation_id = delegate(up, new_ticket(up), down)
+    deliver_outbox(up, down)
+    ticket_id = accept_offer(down, delegation_id)
+    change_status(down, ticket_id, "in_progress")
+    accepted, status = pending_rows(down, to=up.account_id)
+    assert deliver(accepted.body, up).outcome == "applied"
+    postgres = up.engine.url.get_backend_name() == "postgresql"
+    copies: list[inbox.Received] = []
+    workers: list[threading.Thread] = []
+
+    def start_the_copy(_session: Session, _identity: Identity, _opened: object) -> None:
+        worker = threading.Thread(target=lambda: copies.append(deliver(status.body, up)))
+        worker.start()
+        workers.append(worker)
+        if postgres:  # hold the commit until the copy is blocked behind this transaction
+            deadline = time.monotonic() + 30
+            while not _waiting_on_a_lock(up.engine):
+                assert time.monotonic() < deadline, "the copy never waited for our lock"
+                time.sleep(0.02)
+
+    first = inbox.receive(
+        status.body, engine=up.engine, identities=up.identities, on_applied=start_the_copy
+    )
+    [worker] = workers
+    worker.join(timeout=30)
+    assert first.outcome == "applied"
+    assert [(c.outcome, c.message_id) for c in copies] == [("duplicate", status.message_id)]
+    with Session(up.engine) as session:
+        rows = session.exec(
+            select(InboxMessage.outcome).where(InboxMessage.message_id == status.message_id)
+        ).all()
+    assert list(rows) == ["applied"]
+    after = delegation_row(up, delegation_id)
+    assert (after.remote_status, after.seq_in) == ("in_progress", status_seq(status))
+
+
+def status_seq(row: OutboxMessage) -> int:
+    return int(open_envelope(row.body).envelope.seq)
+
+
 def test_an_empty_comment_is_rejected_as_not_applicable_and_the_next_comment_applies(
     up: Node, down: Node
 ) -> None:
