@@ -18,6 +18,7 @@ changes nothing: bodies are state, so a later message already carried everything
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,12 @@ _SEEN = core_select(_INBOX.c.id).where(
     _INBOX.c.account_id == bindparam("account_id"), _INBOX.c.message_id == bindparam("message_id")
 )
 _INSERT = _INBOX.insert()
+
+
+# The pinned key's object, parsed once per key text rather than once per message. Keyed by the
+# key itself (public, base64url), so a rekey, which pins another text, can never be answered
+# with the old key: which key applies is still decided per message from the link's row.
+_public_key = functools.lru_cache(maxsize=256)(public_key_from_b64)
 
 
 class _AlreadyProcessed(Exception):
@@ -177,7 +184,7 @@ def _check_and_apply(
         raise RejectedMessage("link_inactive", link.state)
     if link.peer_account != env.from_:
         raise RejectedMessage("not_counterpart", f"{env.from_} is not the partner on this link")
-    check_signature(opened, public_key_from_b64(_pinned_key(link, env.kid)))
+    check_signature(opened, _public_key(_pinned_key(link, env.kid)))
     check_skew(opened, max_skew=max_skew)
     if loaded.seen:
         return "duplicate"

@@ -185,3 +185,34 @@ def test_an_unfinished_rotation_is_refused_and_changes_nothing(
             keys.rotate(settings)
         assert net.collect("acme") == []
         assert load_key_file(settings.key_path).public_key() == before
+
+
+def test_a_key_the_inbox_parsed_before_a_rekey_verifies_nothing_after_it(
+    tmp_path: Path, db_backend: str
+) -> None:
+    """The inbox parses each pinned key once (``inbox._public_key``, keyed by the key's own
+    text), so the old key's object outlives the rekey in that cache; which key a message may
+    use is still decided from the link's row, so without an overlap the old key is refused at
+    once and the new one applies."""
+    with frozen_clock(START) as clock, Net(tmp_path / "net", db_backend) as net:
+        acme = net.add_peer("acme")
+        net.add_peer("north")
+        net.link("acme", "north")
+        assert offer(net) == "applied"  # the old key, parsed and kept
+        old_text = public_key_b64(acme.identity.key)
+        assert inbox._public_key(old_text).public_bytes_raw() == (
+            acme.identity.key.public_key().public_bytes_raw()
+        )
+        settings = settings_of(net, tmp_path)
+        rotation = keys.rotate(settings, overlap_seconds=0)
+        (rekey,) = net.collect("acme")
+        assert rekey.type == "link.rekey"
+        assert net.deliver(0).outcome == "applied"  # signed by the old key: verified, cached
+        clock.tick(1)
+        before = len(net.peers["north"].rejected())
+        assert offer(net) == "rejected"
+        rejected = net.peers["north"].rejected()
+        assert len(rejected) == before + 1 and rejected[-1].reason == "unknown_kid"
+        acme.identity = replace(acme.identity, key=load_key_file(settings.key_path))
+        assert kid_of(acme.identity.key.public_key()) == rotation.new_kid
+        assert offer(net) == "applied"
