@@ -133,11 +133,14 @@ def keys_rotate(
         typer.Option(min=0, max=30 * 86_400, help="how long partners still accept the old key"),
     ] = 86_400,
 ) -> None:
-    """New key; every partner gets a link.rekey signed with the old one. Restart the node after."""
+    """New key; every partner gets a link.rekey signed with the old one, and the hub's directory
+    (with TIX_HUB_URL) a registration signed with it. Restart the node after."""
+    from account.hub.cli import move_hub_entry
     from account.keys import RotationError, rotate
 
+    settings = _settings()
     try:
-        rotation = rotate(_settings(), overlap_seconds=overlap_seconds)
+        rotation = rotate(settings, overlap_seconds=overlap_seconds)
     except RotationError as exc:
         console.print(f"[red]cannot rotate:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -145,6 +148,12 @@ def keys_rotate(
         f"kid {rotation.old_kid} → {rotation.new_kid}; link.rekey queued for "
         f"{len(rotation.partners)} partner(s): {', '.join(rotation.partners) or '-'}; "
         f"old key kept in {rotation.retired_key}. Restart the node within {overlap_seconds} s."
+    )
+    move_hub_entry(
+        settings,
+        account_id=settings.account_id,
+        retired=rotation.retired_key,
+        key_file=settings.key_path,
     )
 
 

@@ -137,6 +137,41 @@ def hub_sent(
         typer.echo(f"{item['id']}\t{item['to']}\t{item['state']}\t{item['sent_at']}{reason}")
 
 
+def move_hub_entry(settings: Settings, *, account_id: str, retired: Path, key_file: Path) -> bool:
+    """After ``tix keys rotate`` (or an adapter's ``keys rotate --account``): move the
+    account's hub directory entry to the new key, signed with the retired one, and say what
+    happened. False when the hub still pins the old key (the rotation itself stands)."""
+    if not settings.hub_url:
+        return True
+    from account.hub import service
+    from exchange.errors import KeyFileError
+    from exchange.hub.client import HubRefused, HubUnavailable
+    from exchange.signing import load_key_file
+
+    hint = (
+        f"run `tix hub register --signed-with {retired}` (for a hosted account: "
+        f"`tix adapter <name> hub register --account {account_id} --signed-with {retired}`)"
+    )
+    try:
+        entry = asyncio.run(
+            service.move_key(
+                settings.hub_url,
+                account_id,
+                old_key=load_key_file(retired),
+                new_key=load_key_file(key_file),
+            )
+        )
+    except (HubRefused, HubUnavailable, KeyFileError) as exc:
+        console.print(f"[yellow]the hub's directory still has the old key of {account_id}:[/] ")
+        console.print(f"{exc}; {hint}")
+        return False
+    if entry is None:
+        console.print(f"{account_id} is not in the hub's directory: nothing to move there.")
+    else:
+        console.print(f"hub directory: {account_id} now has kid {entry['kid']}.")
+    return True
+
+
 def link_inbox(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:

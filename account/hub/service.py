@@ -33,6 +33,7 @@ from account.links import service as link_service
 from account.links.models import Invitation, InvitationCreate, Link
 from exchange.clock import aware, instant, parse_instant, utcnow
 from exchange.hub.client import HubClient, HubRefused, HubUnavailable
+from exchange.signing import public_key_b64
 
 log = logging.getLogger("tix.hub")
 
@@ -94,6 +95,55 @@ async def register(
         )
     except (HubRefused, HubUnavailable) as exc:
         raise _map(exc) from exc
+
+
+async def _own_entry(hub: HubClient, account_id: str) -> dict[str, Any] | None:
+    found = await hub.search(account_id, limit=200)
+    return next((e for e in found if e["account_id"] == account_id), None)
+
+
+async def move_key(
+    hub_url: str,
+    account_id: str,
+    *,
+    old_key: Ed25519PrivateKey,
+    new_key: Ed25519PrivateKey,
+    hub_timeout: float = 15.0,
+) -> dict[str, Any] | None:
+    """After a key rotation, move ``account_id``'s directory entry to ``new_key``.
+
+    The hub pins the old key, so the change is a registration signed with it (as
+    ``link.rekey`` is on the wire); the entry keeps its name, transport and URL. Returns the
+    entry, or None when the account is not in the directory (nothing to move). An entry that
+    already pins the new key (a second run) is returned as it is. ``HubRefused`` /
+    ``HubUnavailable`` when the hub refuses (it pins yet another key) or does not answer.
+    """
+    new_public = public_key_b64(new_key)
+    signed_old = HubClient(hub_url, account=account_id, key=old_key, timeout=hub_timeout)
+    try:
+        entry = await _own_entry(signed_old, account_id)
+    except HubRefused as exc:
+        if exc.status != 401:
+            raise
+        # The old key is not (or no longer) the pinned one: ask with the new key.
+        signed_new = HubClient(hub_url, account=account_id, key=new_key, timeout=hub_timeout)
+        try:
+            entry = await _own_entry(signed_new, account_id)
+        except HubRefused as again:
+            if again.status == 401 and "not registered" in again.detail:
+                return None
+            raise exc from again
+        if entry is not None and entry["public_key"] == new_public:
+            return entry
+        raise
+    if entry is None:
+        return None
+    return await signed_old.register(
+        display_name=str(entry["display_name"]),
+        public_key=new_public,
+        transport=str(entry["transport"]),
+        api_url=entry.get("api_url"),
+    )
 
 
 async def search(ctx: NodeContext, query: str, *, limit: int = 50) -> list[dict[str, Any]]:

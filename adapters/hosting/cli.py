@@ -1,12 +1,15 @@
-"""``tix adapter <name> db upgrade|current`` and ``tix adapter <name> keys rotate``.
+"""``tix adapter <name> db upgrade|current``, ``tix adapter <name> keys rotate`` and
+``tix adapter <name> hub register``.
 
 ``add_commands`` gives each adapter's Typer app the same commands for its database (the node's
-schema and the adapter's own tables) and its hosted accounts' keys.
+schema and the adapter's own tables), its hosted accounts' keys and their hub directory entries.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,8 +27,12 @@ def add_commands(app: typer.Typer, schema: AdapterSchema) -> None:
         no_args_is_help=True,
     )
     keys_app = typer.Typer(help="Signing keys of the hosted accounts.", no_args_is_help=True)
+    hub_app = typer.Typer(
+        help="The hosted accounts in the hub's directory (TIX_HUB_URL).", no_args_is_help=True
+    )
     app.add_typer(db_app, name="db")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(hub_app, name="hub")
 
     @db_app.command("upgrade")
     def db_upgrade() -> None:
@@ -68,11 +75,13 @@ def add_commands(app: typer.Typer, schema: AdapterSchema) -> None:
         ] = 86_400,
     ) -> None:
         """New key for a hosted account; its partners get a link.rekey signed with the old one."""
+        from account.hub.cli import move_hub_entry
         from account.keys import RotationError
-        from adapters.hosting import keys
+        from adapters.hosting import keys, participants
 
+        settings = Settings()
         try:
-            rotation = keys.rotate(Settings(), schema, account, overlap_seconds=overlap_seconds)
+            rotation = keys.rotate(settings, schema, account, overlap_seconds=overlap_seconds)
         except RotationError as exc:
             console.print(f"[red]cannot rotate:[/] {exc}")
             raise typer.Exit(1) from exc
@@ -82,6 +91,55 @@ def add_commands(app: typer.Typer, schema: AdapterSchema) -> None:
             f"old key kept in {rotation.retired_key}. "
             f"Restart the adapter within {overlap_seconds} s."
         )
+        move_hub_entry(
+            settings,
+            account_id=account,
+            retired=rotation.retired_key,
+            key_file=participants.key_path(settings, account),
+        )
+
+    @hub_app.command("register")
+    def hub_register(
+        account: Annotated[
+            str | None, typer.Option(help="one hosted account (default: every one)")
+        ] = None,
+        signed_with: Annotated[
+            Path | None,
+            typer.Option(help="after a rotation: the retired key file the hub still pins"),
+        ] = None,
+    ) -> None:
+        """Register (or update) hosted accounts in the hub's directory, each signed with its
+        own key, with its participant name and this adapter's transport."""
+        from fastapi import HTTPException
+
+        from account.errors import AccountError
+        from adapters.hosting import hub
+        from exchange.errors import KeyFileError
+        from exchange.hub.client import HubRefused, HubUnavailable
+        from exchange.signing import load_key_file
+
+        settings = Settings()
+        if signed_with is not None and account is None:
+            raise typer.BadParameter("--signed-with needs --account")
+        try:
+            old_key = load_key_file(signed_with) if signed_with is not None else None
+            accounts = hub.hosted(settings, schema, account)
+        except (AccountError, KeyFileError) as exc:
+            console.print(f"[red]failed:[/] {getattr(exc, 'detail', None) or exc}")
+            raise typer.Exit(1) from exc
+        failed = 0
+        for hosted in accounts:
+            try:
+                entry = asyncio.run(hub.register(settings, schema, hosted, signed_with=old_key))
+            except (AccountError, HTTPException, HubRefused, HubUnavailable, KeyFileError) as exc:
+                failed += 1
+                console.print(f"[red]{hosted.account_id}:[/] {getattr(exc, 'detail', None) or exc}")
+                continue
+            console.print(f"registered [bold]{entry['account_id']}[/] (kid {entry['kid']})")
+        if not accounts:
+            console.print(f"no {schema.name} participants hosted by {settings.account_id}")
+        if failed:
+            raise typer.Exit(1)
 
 
 def serve(run: Callable[[str, int], None], host: str, port: int) -> None:
