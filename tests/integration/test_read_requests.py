@@ -26,7 +26,7 @@ from account import security
 from account.app import create_app
 from account.config import Settings
 from account.context import Identity, NodeContext
-from account.db import request_reader_for, session_scope
+from account.db import REQUEST_READERS, read_session, request_reader_for, session_scope
 from account.deps import SessionDep, WriteSessionDep
 from account.tickets import service as ticket_service
 from account.tickets.models import CommentCreate, Ticket, TicketCreate
@@ -211,3 +211,30 @@ async def test_a_ticket_page_reads_one_snapshot(
     assert "Written in between" not in page.text
     again = await client.get(f"/ui/tickets/{number}")
     assert "Written in between" in again.text  # committed: the next page's snapshot has it
+
+
+def test_several_readers_hold_snapshots_while_the_writer_commits(ctx: NodeContext) -> None:
+    """Readers (as many as the pool holds) keep their snapshots open at once; the writer
+    commits past them without waiting, and a reader opened after sees the commit."""
+    number = _ticket(ctx.engine, "Before")
+    readers = [read_session(ctx.engine) for _ in range(REQUEST_READERS)]
+    try:
+        for session in readers:  # each checks out its own connection and starts its snapshot
+            assert session.exec(select(Ticket.title).where(Ticket.number == number)).one() == (
+                "Before"
+            )
+        with session_scope(ctx.engine) as session:
+            session.exec(text("UPDATE ticket SET title = 'After'"))  # type: ignore[call-overload]
+        for session in readers:
+            assert session.exec(select(Ticket.title).where(Ticket.number == number)).one() == (
+                "Before"
+            )
+            session.commit()  # ends the snapshot
+            assert session.exec(select(Ticket.title).where(Ticket.number == number)).one() == (
+                "After"
+            )
+    finally:
+        for session in readers:
+            session.close()
+    with read_session(ctx.engine) as session:
+        assert session.exec(select(Ticket.title).where(Ticket.number == number)).one() == "After"
