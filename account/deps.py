@@ -43,7 +43,7 @@ def get_session(request: Request, ctx: ContextDep) -> Iterator[Session]:
     Every other method gets the write session; views commit explicitly (``commit``),
     anything else rolls back. Choosing by method rather than by a dependency on each view
     means a new GET route cannot take the write connection by accident, and its
-    authentication reads from the same snapshot as the view.
+    authentication reads through the same read session as the view.
     """
     if request.method in READ_METHODS:
         with read_session(ctx.engine) as session:
