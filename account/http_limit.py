@@ -2,8 +2,9 @@
 
 Why: a sync view runs in AnyIO's thread pool (40 threads), and so do its sync dependencies and
 the validation of its return value. A request holds the database connection from its first
-query until its session closes, across those hops. With SQLite the node has one connection
-(``account.db``): under enough concurrent requests every pool thread waits for that connection
+query until its session closes, across those hops. With SQLite the node has one write
+connection and a few reader connections for GET requests (``account.db``): under enough
+concurrent requests every pool thread waits for a connection
 while its holder waits for a pool thread to validate its response, and nothing moves until the
 60 s pool timeout (measured: 50 concurrent clients, every request 60 s, most failing;
 docs/performance.md "Scale"). Letting fewer requests in than there are threads keeps threads
