@@ -18,6 +18,7 @@ keeps the incoming count (``ctx.status``, in memory) for the web UI.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -27,6 +28,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from account.context import NodeContext
+from account.db import reader_for
 from account.errors import Conflict, Invalid, NotFound
 from account.hub.models import SENT_STATES, HubSentInvitation
 from account.links import service as link_service
@@ -291,8 +293,9 @@ async def decline_incoming(
 
 def _open_sent(ctx: NodeContext) -> dict[str, tuple[str, str]]:
     """The sent invitations still ``pending`` here: hub id → (invitation id, state of the
-    node's own invitation), read in a short session (never held across a hub call)."""
-    with Session(ctx.engine) as session:
+    node's own invitation), read in a short session on a reader (never held across a hub
+    call, and never the SQLite write connection: the poller asks every few seconds)."""
+    with Session(reader_for(ctx.engine)) as session:
         rows = session.exec(
             select(HubSentInvitation, Invitation.state)
             .join(
@@ -325,11 +328,27 @@ async def sync_sent(ctx: NodeContext, *, hub_timeout: float | None = None) -> li
     so its token can no longer link. Raises ``HubUnavailable`` / ``HubRefused`` when the hub
     does not answer (the rows stay pending). Without pending rows the hub is not asked.
     """
-    open_rows = _open_sent(ctx)
+    open_rows = await asyncio.to_thread(_open_sent, ctx)
     if not open_rows:
         return []
     hub = client(ctx, timeout=hub_timeout)
     items = {str(i["id"]): i for i in await hub.sent()}
+    # In a thread: a wait for the node's (SQLite: one) write connection must not block the
+    # event loop, where a request holding it may be awaiting the hub.
+    changed = await asyncio.to_thread(_record, ctx, open_rows, items)
+    for hub_id in changed:
+        if hub_id in items:
+            try:
+                await hub.dismiss(hub_id)
+            except (HubRefused, HubUnavailable):
+                pass  # read again next time; the row here is no longer pending
+    return changed
+
+
+def _record(
+    ctx: NodeContext, open_rows: dict[str, tuple[str, str]], items: dict[str, dict[str, Any]]
+) -> list[str]:
+    """Write what the hub said about ``open_rows``; the hub ids that changed."""
     now = utcnow()
     changed: list[str] = []
     with Session(ctx.engine) as session:
@@ -362,12 +381,6 @@ async def sync_sent(ctx: NodeContext, *, hub_timeout: float | None = None) -> li
                 )
             changed.append(hub_id)
         session.commit()
-    for hub_id in changed:
-        if hub_id in items:
-            try:
-                await hub.dismiss(hub_id)
-            except (HubRefused, HubUnavailable):
-                pass  # read again next time; the row here is no longer pending
     return changed
 
 
@@ -399,17 +412,21 @@ async def sent(
     except (HubRefused, HubUnavailable) as exc:
         log.warning("hub: cannot learn what became of sent invitations: %s", exc)
         synced = False
-    with Session(ctx.engine) as session:
+    items, total = await asyncio.to_thread(_list_sent, ctx, limit)
+    return {"items": items, "total": total, "synced": synced}
+
+
+def _list_sent(ctx: NodeContext, limit: int) -> tuple[list[dict[str, Any]], int]:
+    with Session(reader_for(ctx.engine)) as session:
         rows = session.exec(
             select(HubSentInvitation)
             .where(HubSentInvitation.account_id == ctx.account_id)
             .order_by(col(HubSentInvitation.sent_at).desc(), col(HubSentInvitation.id))
             .limit(limit)
         ).all()
-        items = [sent_to_public(row) for row in rows]
         total = session.exec(
             select(func.count())
             .select_from(HubSentInvitation)
             .where(HubSentInvitation.account_id == ctx.account_id)
         ).one()
-    return {"items": items, "total": int(total), "synced": synced}
+        return [sent_to_public(row) for row in rows], int(total)

@@ -23,8 +23,8 @@ TIMEOUT_MS = 30_000
 
 
 @pytest.fixture
-def hub(tmp_path: Path) -> Iterator[HubServer]:
-    with serve_hub(tmp_path) as server:
+def hub(tmp_path: Path, db_backend: str) -> Iterator[HubServer]:
+    with serve_hub(tmp_path, db_backend) as server:
         yield server
 
 
@@ -93,3 +93,29 @@ def test_an_invitation_sent_through_the_hub_is_accepted_in_one_click(
 
     eventually(linked, timeout=30, interval=0.3, what="the link at acme")
     a.screenshot(path=str(shots / "links-linked-through-hub.png"), full_page=True)
+    sent = a.locator(f".hub-row.sent[data-to='{bravo.account_id}']")
+    expect(sent).to_have_attribute("data-state", "accepted")
+
+    # A second invitation, declined with a reason: ACME's page says so, with the reason.
+    a.fill("#hub-directory input[name=q]", "Bravo Service")
+    a.click("#hub-search")
+    entry = a.locator(f".directory-entry[data-account='{bravo.account_id}']")
+    entry.locator("summary").click()
+    entry.locator("button.hub-invite").click()
+    expect(flash(a)).to_have_text(f"Invitation sent to {bravo.account_id} through the hub.")
+    expect(a.locator(".hub-row.sent[data-state='pending']")).to_have_count(1)
+    b.goto(base(bravo) + "/ui/links")
+    row = b.locator(f".hub-row.incoming[data-from='{acme.account_id}']")
+    row.locator("input.decline-reason").fill("we only work in the south")
+    row.locator("button.decline-incoming").click()
+    expect(flash(b)).to_have_text("Invitation from ACME Lifts declined.")
+
+    def declined() -> bool:
+        a.goto(base(acme) + "/ui/links")
+        return a.locator(".hub-row.sent[data-state='declined']").count() == 1
+
+    eventually(declined, timeout=30, interval=0.5, what="the answer at acme")
+    answer = a.locator(".hub-row.sent[data-state='declined']")
+    expect(answer).to_contain_text("declined")
+    expect(answer).to_contain_text("we only work in the south")
+    a.screenshot(path=str(shots / "links-sent-declined.png"), full_page=True)
