@@ -13,11 +13,9 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from adapters.webhook import signing
 from exchange.signing import kid_of, load_key_file
 from tests.e2e.test_rekey import partner_kid, rejected
 from tests.support.db import node_database_url
+from tests.support.helpdesk import HelpDesk, running_helpdesk
 from tests.support.nodes import (
     TIX,
     NodeFactory,
@@ -45,58 +44,10 @@ MAPPING = {
 }
 
 
-class HelpDesk(ThreadingHTTPServer):
-    """Records each POST (headers and exact body); answers 503 while ``down``."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.lock = threading.Lock()
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-        self.down = False
-        self.refused = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/tix"
-
-    def received(self) -> list[tuple[dict[str, str], bytes]]:
-        with self.lock:
-            return list(self.calls)
-
-    def events(self) -> list[str]:
-        return [json.loads(body)["event"] for _, body in self.received()]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: HelpDesk
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.server.down:
-            self.server.refused += 1
-            self.send_response(503)
-            self.end_headers()
-            return
-        with self.server.lock:
-            self.server.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 @pytest.fixture
 def helpdesk() -> Iterator[HelpDesk]:
-    server = HelpDesk()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with running_helpdesk() as server:
+        yield server
 
 
 class AdapterProcess(NodeProcess):
@@ -145,6 +96,18 @@ def adapter(amqp_url: str, tmp_path: Path, db_backend: str) -> Iterator[AdapterP
         yield process
         process.close()
         delete_queues(amqp_url, [process.account_id, *hosted])
+
+
+def operator(adapter: AdapterProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``tix adapter webhook ARGS`` as the adapter's operator, in its environment."""
+    return subprocess.run(
+        [TIX, "adapter", "webhook", *args],
+        env=adapter.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def join(adapter: AdapterProcess, token: str, helpdesk: HelpDesk) -> tuple[str, str]:
@@ -366,16 +329,8 @@ def test_a_help_desk_works_a_ticket_through_signed_webhooks(
 
 def rotate_hosted(adapter: AdapterProcess, account: str, overlap: int) -> str:
     """Run ``tix adapter webhook keys rotate`` as the adapter's operator; return the new kid."""
-    done = subprocess.run(
-        [
-            *(TIX, "adapter", "webhook", "keys", "rotate"),
-            *("--account", account, "--overlap-seconds", str(overlap)),
-        ],
-        env=adapter.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = operator(
+        adapter, "keys", "rotate", "--account", account, "--overlap-seconds", str(overlap)
     )
     assert done.returncode == 0, done.stdout + done.stderr
     key_file = adapter.workdir / adapter.account_id / "hosted" / f"{account}.key"
@@ -409,14 +364,7 @@ def test_a_hosted_account_rotates_its_key_with_the_overlap_window(
     def state(number: str) -> str:
         return str(acme.ticket(number)["delegations"][0]["state"])
 
-    unknown = subprocess.run(
-        [TIX, "adapter", "webhook", "keys", "rotate", "--account", "nobody-1234"],
-        env=adapter.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    unknown = operator(adapter, "keys", "rotate", "--account", "nobody-1234")
     assert unknown.returncode == 1 and "not a webhook participant" in unknown.stdout
 
     second_kid = rotate_hosted(adapter, account, overlap=3600)
@@ -493,17 +441,7 @@ def test_a_help_desk_secret_is_rolled_with_an_overlap_then_revoked(
     )
 
     # The operator rolls again from the CLI with no overlap: the last two secrets are refused.
-    done = subprocess.run(
-        [
-            *(TIX, "adapter", "webhook", "secret", "rotate"),
-            *("--account", account, "--overlap-seconds", "0"),
-        ],
-        env=adapter.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = operator(adapter, "secret", "rotate", "--account", account, "--overlap-seconds", "0")
     assert done.returncode == 0, done.stdout + done.stderr
     newest = done.stdout.strip()
     assert newest and newest not in (old, new) and "old secret revoked" in done.stderr
@@ -528,12 +466,5 @@ def test_a_help_desk_secret_is_rolled_with_an_overlap_then_revoked(
         what="an accept signed with the newest secret",
     )
 
-    unknown = subprocess.run(
-        [TIX, "adapter", "webhook", "secret", "rotate", "--account", "nobody-1234"],
-        env=adapter.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    unknown = operator(adapter, "secret", "rotate", "--account", "nobody-1234")
     assert unknown.returncode == 1 and "not a webhook participant" in unknown.stderr

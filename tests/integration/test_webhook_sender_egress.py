@@ -7,11 +7,8 @@ make the adapter POST there. Refused deliveries stay queued with the reason and 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, pool
@@ -25,39 +22,15 @@ from adapters.webhook.models import WebhookOutbox, WebhookParticipant
 from adapters.webhook.settings import WebhookSettings
 from exchange.egress import EgressPolicy, parse_allow
 from tests.support.db import BACKENDS, postgres_database, sqlite_url
+from tests.support.helpdesk import HelpDesk, running_helpdesk
 
 SETTINGS = WebhookSettings(retry_initial_seconds=0.1, retry_max_seconds=0.1, timeout_seconds=5)
 
 
-class Desk(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.bodies: list[bytes] = []
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Desk
-
-    def do_POST(self) -> None:
-        self.server.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 @pytest.fixture
-def desk() -> Iterator[Desk]:
-    server = Desk()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+def desk() -> Iterator[HelpDesk]:
+    with running_helpdesk() as server:
+        yield server
 
 
 @pytest.fixture(params=BACKENDS)
@@ -103,7 +76,7 @@ def outbox_row(engine: Engine, row_id: int) -> WebhookOutbox:
 
 
 async def test_a_help_desk_on_a_loopback_address_is_refused_unless_allowed(
-    engine: Engine, desk: Desk
+    engine: Engine, desk: HelpDesk
 ) -> None:
     # A loopback address is not allowed by the default policy.
     row_id = queue_one(engine, f"http://127.0.0.1:{desk.server_address[1]}/hook")
@@ -112,7 +85,7 @@ async def test_a_help_desk_on_a_loopback_address_is_refused_unless_allowed(
     row = outbox_row(engine, row_id)
     assert (row.state, row.attempts) == ("pending", 1)
     assert "egress refused" in (row.last_error or "")
-    assert desk.bodies == []
+    assert desk.received() == []
 
     # The operator lists loopback (TIX_EGRESS_ALLOW): the retry delivers it.
     with Session(engine) as session:
@@ -124,4 +97,4 @@ async def test_a_help_desk_on_a_loopback_address_is_refused_unless_allowed(
     async with sender.client_for(SETTINGS, parse_allow("127.0.0.0/8")) as client:
         assert await sender.deliver_once(engine, client, SETTINGS) == 1
     assert outbox_row(engine, row_id).state == "sent"
-    assert desk.bodies == [b'{"event":"offer"}']
+    assert [body for _headers, body in desk.received()] == [b'{"event":"offer"}']
