@@ -20,6 +20,7 @@ from account.hub import service
 from exchange.hub.client import HubRefused, HubUnavailable
 
 log = logging.getLogger("tix.hub")
+STATUS_SENT = "hub_sent"  # ``ctx.status``: whether the last ask for sent invitations' news worked
 
 
 async def poll_once(ctx: NodeContext) -> int | None:
@@ -38,7 +39,11 @@ async def poll_once(ctx: NodeContext) -> int | None:
     try:
         await service.sync_sent(ctx, hub_timeout=10.0)
     except (HubRefused, HubUnavailable) as exc:
-        log.warning("hub: cannot learn what became of sent invitations: %s", exc)
+        if ctx.status.get(STATUS_SENT) != "down":  # once per change, like the hub's state
+            log.warning("hub: cannot learn what became of sent invitations: %s", exc)
+        ctx.status[STATUS_SENT] = "down"
+    else:
+        ctx.status[STATUS_SENT] = "up"
     return len(items)
 
 
