@@ -55,6 +55,23 @@ from exchange.transport import (
 
 log = logging.getLogger(__name__)
 
+
+class _RoutineCancelFilter(logging.Filter):
+    """aiormq warns "Closing channel … because RPC call … cancelled" whenever a task is
+    cancelled while its channel waits for the broker. Tix cancels consumers on purpose (a node
+    stopping, or reconnecting to host a new account), so that message is routine: it is logged
+    at DEBUG instead of WARNING. Every other aiormq warning is untouched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and str(record.msg).startswith("Closing channel"):
+            if "cancelled" in str(record.msg):
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("aiormq.channel").addFilter(_RoutineCancelFilter())
+
 CONNECT_TIMEOUT = 10.0
 PUBLISH_TIMEOUT = 15.0
 OPERATION_TIMEOUT = 30.0
