@@ -68,25 +68,27 @@ def make_engine(url: str) -> Engine:
 # docs/performance.md "Session 4".
 READER_CACHE_KIB = 512
 
-_readers: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
 
+def _sqlite_reader(
+    engine: Engine,
+    readers: WeakKeyDictionary[Engine, Engine],
+    *,
+    size: int,
+    snapshot_per_transaction: bool,
+) -> Engine:
+    """The ``query_only`` SQLite pool of ``size`` beside ``engine``, made once (in ``readers``).
 
-def reader_for(engine: Engine) -> Engine:
-    """An engine for short reads of committed rows that must not queue behind the writer.
-
-    SQLite: a second pool of one ``query_only`` connection to the same file, without
-    ``BEGIN IMMEDIATE``: each statement reads the last committed WAL snapshot, so it neither
-    waits for the node's one write connection (held by an inbox apply or an HTTP request) nor
-    holds it up. The outbox relay reads its batch here (``account.messaging.relay``). Other
-    databases, and an in-memory SQLite (a second connection would be another database), get
-    the engine itself.
+    Its connections never take the write lock. Without ``snapshot_per_transaction`` they run in
+    autocommit (each statement reads the last committed WAL snapshot); with it each transaction
+    starts with a deferred ``BEGIN``, so its queries read one snapshot. Other databases, and an
+    in-memory SQLite (a second connection would be another database), get ``engine`` itself.
     """
     url = engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return engine
-    reader = _readers.get(engine)
+    reader = readers.get(engine)
     if reader is None:
-        reader = _one_connection_sqlite(url)
+        reader = _sqlite_pool(url, size=size)
 
         @event.listens_for(reader, "connect")
         def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -95,10 +97,31 @@ def reader_for(engine: Engine) -> Engine:
             cur.execute("PRAGMA query_only=ON")
             cur.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
             cur.close()
-            dbapi_conn.isolation_level = None  # autocommit: one snapshot per statement
+            # pysqlite sends no BEGIN of its own: autocommit, or SQLAlchemy's BEGIN (below).
+            dbapi_conn.isolation_level = None
 
-        _readers[engine] = reader
+        if snapshot_per_transaction:
+
+            @event.listens_for(reader, "begin")
+            def _reader_begin(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN")  # deferred: the snapshot starts at the first read
+
+        readers[engine] = reader
     return reader
+
+
+_readers: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+
+
+def reader_for(engine: Engine) -> Engine:
+    """An engine for short reads of committed rows that must not queue behind the writer.
+
+    SQLite: a second pool of one ``query_only`` connection to the same file, in autocommit
+    (``_sqlite_reader``): each statement reads the last committed WAL snapshot, so it neither
+    waits for the node's one write connection (held by an inbox apply or an HTTP request) nor
+    holds it up. The outbox relay reads its batch here (``account.messaging.relay``).
+    """
+    return _sqlite_reader(engine, _readers, size=1, snapshot_per_transaction=False)
 
 
 # Readers a node's HTTP requests may hold at once (``request_reader_for``). SQLite in WAL mode
@@ -119,31 +142,11 @@ def request_reader_for(engine: Engine) -> Engine:
     so all the queries of one transaction read one WAL snapshot, the last commit before its
     first query, while the writer goes on committing. A write raises ("attempt to write a
     readonly database"). Other databases get the engine itself (``account.deps`` makes those
-    transactions read-only there), and so does an in-memory SQLite (a second connection would
-    be another database).
+    transactions read-only there).
     """
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return engine
-    reader = _request_readers.get(engine)
-    if reader is None:
-        reader = _sqlite_pool(url, size=REQUEST_READERS)
-
-        @event.listens_for(reader, "connect")
-        def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA query_only=ON")
-            cur.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
-            cur.close()
-            dbapi_conn.isolation_level = None  # SQLAlchemy's BEGIN reaches SQLite (below)
-
-        @event.listens_for(reader, "begin")
-        def _reader_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")  # deferred: the snapshot starts at the first read
-
-        _request_readers[engine] = reader
-    return reader
+    return _sqlite_reader(
+        engine, _request_readers, size=REQUEST_READERS, snapshot_per_transaction=True
+    )
 
 
 class ReadSession(Session):
