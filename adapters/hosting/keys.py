@@ -9,13 +9,10 @@ until it is restarted, which partners accept inside the window: restart it withi
 
 from __future__ import annotations
 
-from sqlalchemy import inspect
-from sqlmodel import Session
-
 from account.config import Settings
-from account.db import make_engine
+from account.errors import Conflict, NotFound
 from account.keys import Rotation, RotationError, rotate_key
-from adapters.hosting import participants
+from adapters.hosting.hub import hosted
 from adapters.hosting.schema import AdapterSchema
 
 
@@ -23,31 +20,14 @@ def rotate(
     settings: Settings, schema: AdapterSchema, account_id: str, *, overlap_seconds: int
 ) -> Rotation:
     """Rotate the key of ``account_id``, a participant this adapter account hosts."""
-    model = schema.participant_model()
-    engine = make_engine(settings.db_url)
     try:
-        if str(model.__tablename__) not in inspect(engine).get_table_names():
-            raise RotationError(
-                f"the database {settings.db_url.split('@')[-1]} has no {schema.name} adapter "
-                f"tables: run this in the {schema.name} adapter's environment"
-            )
-        with Session(engine) as session:
-            row = session.exec(
-                participants.of_adapter(model, settings.account_id).where(
-                    model.account_id == account_id
-                )
-            ).first()
-            name = row.name if row is not None else ""
-    finally:
-        engine.dispose()
-    if row is None:
-        raise RotationError(
-            f"{account_id} is not a {schema.name} participant hosted by {settings.account_id}"
-        )
+        (account,) = hosted(settings, schema, account_id)
+    except (Conflict, NotFound) as exc:
+        raise RotationError(str(exc)) from exc
     return rotate_key(
         db_url=settings.db_url,
-        account_id=account_id,
-        label=name,
-        key_path=participants.key_path(settings, account_id),
+        account_id=account.account_id,
+        label=account.name,
+        key_path=account.key_file,
         overlap_seconds=overlap_seconds,
     )
